@@ -1,0 +1,46 @@
+"""The ``dmif`` command line.
+
+Every sub-command is one module in :mod:`DMIFLib.commands`; the module's name (``_`` read as ``-``) is the
+command's name. A command module defines ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int``. Heavy imports (torch, SimpleITK) stay inside ``run`` so that ``dmif --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from DMIFLib import __version__, commands
+
+
+def command_modules() -> dict[str, str]:
+    """Map of command name -> module name, in alphabetical order."""
+    names = sorted(info.name for info in pkgutil.iter_modules(commands.__path__) if not info.name.startswith("_"))
+    return {name.replace("_", "-"): f"{commands.__name__}.{name}" for name in names}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dmif",
+        description="DMIF-Net glioma molecular-status prediction from MRI (research use only).",
+    )
+    parser.add_argument("--version", action="version", version=f"DMIFLib {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module_name in command_modules().items():
+        module = importlib.import_module(module_name)
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print("dmif: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""One module per ``dmif`` sub-command (see :mod:`DMIFLib.cli`)."""
