@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 import slicer
 import vtk
 
+from DMIFLib.mrml.subjects import patient_of
+
 
 def _column_array(name: str, values: Sequence) -> vtk.vtkAbstractArray:
     present = [v for v in values if v is not None and v != ""]
@@ -73,12 +75,8 @@ def patient_item(scene: slicer.vtkMRMLScene, patient_name: str,
     """The subject-hierarchy item of the patient: the subject that holds ``reference_node`` (e.g. the T1C volume,
     as after DICOM import), else a subject named ``patient_name`` (created when missing)."""
     sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
-    if reference_node is not None:
-        item = sh.GetItemByDataNode(reference_node)
-        while item and item != sh.GetSceneItemID():
-            if sh.GetItemLevel(item) == "Patient":
-                return item
-            item = sh.GetItemParent(item)
+    if reference_node is not None and (item := patient_of(scene, reference_node)):
+        return item
     item = sh.GetItemChildWithName(sh.GetSceneItemID(), patient_name)
     if not item or sh.GetItemLevel(item) != "Patient":
         item = sh.CreateSubjectItem(sh.GetSceneItemID(), patient_name)

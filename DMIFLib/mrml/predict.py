@@ -1,0 +1,53 @@
+"""Prediction from MRML nodes: volume nodes + a Markups ROI -> slice stack -> DMIF-Net -> table nodes.
+
+The Slicer module DMIFPredict and the headless batch both go through these functions.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+
+import slicer
+
+from DMIFLib.mrml.roi import roi_node_to_box
+from DMIFLib.mrml.scene import MRMLError
+from DMIFLib.mrml.volumes import volume_to_image
+
+RESULT_COLUMNS = ("patient_id", "marker", "p_t1c", "p_t2w", "p_flair", "p_fused", "prediction", "cutoff",
+                  "n_slices", "model_name", "model_version")
+"""Columns of the results table (``p_flair`` only when the model uses FLAIR)."""
+
+
+def predict_nodes(model, volumes: Mapping[str, slicer.vtkMRMLScalarVolumeNode], roi: slicer.vtkMRMLMarkupsROINode,
+                  settings, brain_mask: slicer.vtkMRMLVolumeNode | None = None, backend=None,
+                  progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None):
+    """Run ``model`` (a LoadedModel) on one patient given as volume nodes (modality -> node) and a tumour ROI.
+
+    Every modality the model needs must be present; T1C is the reference grid. Returns the CasePrediction.
+    """
+    from DMIFLib.inference import predict_stack
+    from DMIFLib.preprocessing.pipeline import image_slices
+
+    needed = tuple(model.modalities)
+    missing = [m for m in needed if volumes.get(m) is None]
+    if missing:
+        raise MRMLError(f"the model needs the {', '.join(m.upper() for m in missing)} volume(s); select them")
+    if progress:
+        progress({"step": "read", "fraction": 0.02, "message": "Reading volumes and box"})
+    images = {m: volume_to_image(volumes[m]) for m in needed}
+    box = roi_node_to_box(roi)
+    mask = volume_to_image(brain_mask) if brain_mask is not None else None
+    if cancel is not None and cancel.is_set():
+        raise InterruptedError("prediction cancelled")
+    if progress:
+        progress({"step": "preprocess", "fraction": 0.1, "message": "Preprocessing"})
+    stack = image_slices(images, box, settings, brain_mask=mask, backend=backend)
+    if cancel is not None and cancel.is_set():
+        raise InterruptedError("prediction cancelled")
+    if progress:
+        progress({"step": "predict", "fraction": 0.8, "message": f"Predicting {len(stack.slice_indices)} slices"})
+    prediction = predict_stack(model, stack)
+    if progress:
+        progress({"step": "done", "fraction": 1.0, "message": "Done"})
+    return prediction

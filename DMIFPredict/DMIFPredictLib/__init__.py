@@ -1,0 +1,1 @@
+"""DMIFPredict's Qt-free logic (``logic``) and the GUI-side dependency installer (``dependencies``)."""

@@ -1,0 +1,216 @@
+"""DMIFTrain's logic, free of Qt: cohort from the scene, the training worker process, results as MRML nodes.
+
+Importable under slicer-core (the tests run it there); the module file DMIFTrain.py adds the GUI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import slicer
+import vtk
+
+from DMIFLib.mrml import tables
+from DMIFLib.mrml.scene import MRMLError
+from DMIFLib.mrml.subjects import guess_modality
+from DMIFTrainLib.process import WorkerProcess
+
+DEVICES = ("auto", "cpu", "cuda")
+PRESETS = ("quick", "paper", "tiny")
+"""Training presets of DMIFLib.training (quick: CPU-sized; paper: the paper's settings; tiny: smoke tests)."""
+
+COHORT_COLUMNS = ("patient_id", "t1c", "t2w", "flair", "roi", "label", "split")
+@dataclass
+class TrainNodes:
+    """The MRML results of a finished training run."""
+
+    metrics: slicer.vtkMRMLTableNode
+    history: slicer.vtkMRMLTableNode
+    historyChart: slicer.vtkMRMLPlotChartNode
+    roc: slicer.vtkMRMLPlotChartNode
+    rocTable: slicer.vtkMRMLTableNode
+    modelPath: Path
+
+
+class TrainLogic:
+    """Cohort building, the worker process and the result nodes (no GUI)."""
+
+    def __init__(self, pythonExecutable: str | None = None) -> None:
+        self.pythonExecutable = pythonExecutable or shutil.which("PythonSlicer") or sys.executable
+
+    # --- cohort from the scene ---------------------------------------------------------------------------
+    def cohortTableFromScene(self, scene: slicer.vtkMRMLScene,
+                             table: slicer.vtkMRMLTableNode | None = None) -> slicer.vtkMRMLTableNode:
+        """One row per subject (patient) in the subject hierarchy: its T1C/T2W/FLAIR volumes (by name) and its
+        Markups ROI, as node IDs; labels/splits already typed into ``table`` are kept. Raises MRMLError when the
+        scene has no subject with a T1C volume and a ROI."""
+        sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+        kept = {}
+        if table is not None and table.GetNumberOfRows():
+            columns = tables.table_columns(table)
+            for index, patient in enumerate(columns.get("patient_id", [])):
+                kept[patient] = {c: str(columns[c][index]) for c in ("label", "split") if c in columns}
+        patients = vtk.vtkIdList()
+        sh.GetItemChildren(sh.GetSceneItemID(), patients, True)
+        rows, problems = [], []
+        for index in range(patients.GetNumberOfIds()):
+            item = patients.GetId(index)
+            if sh.GetItemLevel(item) != "Patient":
+                continue
+            name = sh.GetItemName(item)
+            children = vtk.vtkIdList()
+            sh.GetItemChildren(item, children, True)
+            row = {"patient_id": name, **{c: "" for c in COHORT_COLUMNS[1:]}}
+            for child_index in range(children.GetNumberOfIds()):
+                node = sh.GetItemDataNode(children.GetId(child_index))
+                if node is None:
+                    continue
+                if node.IsA("vtkMRMLScalarVolumeNode") and not node.IsA("vtkMRMLLabelMapVolumeNode"):
+                    modality = guess_modality(node.GetName())
+                    if modality and not row[modality]:
+                        row[modality] = node.GetID()
+                elif node.IsA("vtkMRMLMarkupsROINode") and not row["roi"]:
+                    row["roi"] = node.GetID()
+            if not row["t1c"] or not row["roi"]:
+                problems.append(f"{name}: {'no T1C volume' if not row['t1c'] else 'no tumour box (Markups ROI)'}")
+                continue
+            label = sh.GetItemAttribute(item, "DMIF.label")
+            row.update({"label": label or "", **kept.get(name, {})})
+            rows.append(row)
+        if not rows:
+            detail = ("; ".join(problems)) if problems else "no subjects in the subject hierarchy"
+            raise MRMLError(f"no usable patient in the scene ({detail}). Each patient needs a subject with a T1C "
+                            "volume (name containing T1C/T1 post), a T2W volume and a Markups ROI")
+        columns = [c for c in COHORT_COLUMNS if c != "flair" or any(r["flair"] for r in rows)]
+        table = tables.table_from_rows(scene, "DMIF cohort", rows, columns, table)
+        for column in range(table.GetNumberOfColumns()):
+            if table.GetColumnName(column) not in ("label", "split"):
+                table.SetColumnProperty(column, "editable", "0")  # only label and split are typed in
+        return table
+
+    def writeCohortFromTable(self, scene: slicer.vtkMRMLScene, table: slicer.vtkMRMLTableNode,
+                             outputFolder: str | os.PathLike) -> Path:
+        """Write the scene cohort's volumes (NRRD), boxes (.mrk.json) and cohort.csv under
+        ``outputFolder/cohort``; returns the CSV path. Raises MRMLError naming the patient on bad rows."""
+        import SimpleITK as sitk  # noqa: N813
+
+        from DMIFLib.atomic import atomic_path
+        from DMIFLib.cohort import CohortCase, write_cohort
+        from DMIFLib.mrml.volumes import volume_to_image
+
+        folder = Path(outputFolder) / "cohort"
+        columns = tables.table_columns(table)
+        cases = []
+        for index, patient in enumerate(columns["patient_id"]):
+            label = str(columns["label"][index]).strip()
+            if label not in ("0", "1"):
+                raise MRMLError(f"cohort table '{table.GetName()}', patient {patient}: label '{label}' is not 0 or 1")
+            safe = re.sub(r"[^A-Za-z0-9._-]+", "_", str(patient))
+            images = {}
+            for modality in ("t1c", "t2w", "flair"):
+                node_id = columns.get(modality, [""] * (index + 1))[index]
+                if not node_id:
+                    continue
+                node = scene.GetNodeByID(node_id)
+                if node is None:
+                    raise MRMLError(f"patient {patient}: the {modality.upper()} volume {node_id} is no longer in the "
+                                    "scene; build the cohort again")
+                path = folder / safe / f"{modality}.nrrd"
+                with atomic_path(path) as tmp:
+                    sitk.WriteImage(volume_to_image(node), str(tmp), useCompression=True)
+                images[modality] = path
+            roi = scene.GetNodeByID(columns["roi"][index])
+            if roi is None:
+                raise MRMLError(f"patient {patient}: its tumour box is no longer in the scene; build the cohort again")
+            roi_path = folder / safe / "roi.mrk.json"
+            roi_path.parent.mkdir(parents=True, exist_ok=True)
+            storage = slicer.vtkMRMLMarkupsROIJsonStorageNode()
+            scene.AddNode(storage)
+            try:
+                with atomic_path(roi_path) as tmp:
+                    storage.SetFileName(str(tmp))
+                    if not storage.WriteData(roi):
+                        raise MRMLError(f"patient {patient}: could not write its tumour box to {roi_path}")
+            finally:
+                scene.RemoveNode(storage)
+            split = str(columns.get("split", [""] * (index + 1))[index]).strip() or None
+            cases.append(CohortCase(patient_id=str(patient), images=images, roi=str(roi_path), label=int(label),
+                                    split=split))
+        return write_cohort(cases, folder / "cohort.csv")
+
+    # --- the worker --------------------------------------------------------------------------------------
+    def workerCommand(self, cohortCsv, outputFolder, preset: str = "quick", device: str = "auto",
+                      resume: bool = False, overrides: Mapping | None = None, marker: str | None = None) -> list[str]:
+        """``PythonSlicer -m DMIFLib.worker train COHORT OUT --preset P --device D [--resume] [--overrides JSON]``."""
+        command = [self.pythonExecutable, "-m", "DMIFLib.worker", "train", str(cohortCsv), str(outputFolder),
+                   "--preset", preset, "--device", device]
+        if resume:
+            command.append("--resume")
+        if overrides:
+            command += ["--overrides", json.dumps(dict(overrides))]
+        if marker:
+            command += ["--marker", marker]
+        return command
+
+    def startTraining(self, cohortCsv, outputFolder, **options) -> WorkerProcess:
+        """Start the worker; DMIFLib is put on its PYTHONPATH (it lies next to the modules, or in the source)."""
+        import DMIFLib
+
+        if not cohortCsv or not Path(cohortCsv).is_file():
+            raise MRMLError(f"{cohortCsv}: cohort file not found")
+        Path(outputFolder).mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        library_parent = str(Path(DMIFLib.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (library_parent, env.get("PYTHONPATH", "")) if p)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return WorkerProcess(self.workerCommand(cohortCsv, outputFolder, **options), env=env).start()
+
+    def train(self, cohortCsv, outputFolder, progress: Callable[[dict], None] | None = None,
+              cancel: threading.Event | None = None, poll_s: float = 0.2, **options) -> Path:
+        """Blocking training run in the worker (headless use and tests): forwards the events to ``progress``,
+        kills the worker when ``cancel`` is set. Returns the output folder; raises on failure/cancel."""
+        worker = self.startTraining(cohortCsv, outputFolder, **options)
+        try:
+            while worker.running():
+                if cancel is not None and cancel.is_set():
+                    worker.cancel()
+                    raise InterruptedError("training cancelled")
+                for event in worker.events():
+                    if progress:
+                        progress(event)
+                time.sleep(poll_s)
+            code = worker.wait()
+            for event in worker.events():
+                if progress:
+                    progress(event)
+        finally:
+            if worker.running():
+                worker.cancel()
+        if code != 0:
+            raise RuntimeError(f"training worker failed (exit code {code}): {worker.stderr_tail()}")
+        return Path(outputFolder)
+
+    @staticmethod
+    def describeEvent(event: Mapping) -> tuple[str, float | None]:
+        """A status line and a 0..1 fraction (or None) for one worker event."""
+        fraction = event.get("fraction")
+        if event.get("message"):
+            text = str(event["message"])
+        else:
+            parts = [str(event[k]) for k in ("stage", "modality") if event.get(k)]
+            if "epoch" in event:
+                parts.append(f"epoch {event['epoch']}" + (f"/{event['epochs']}" if event.get("epochs") else ""))
+            for key in ("loss", "val_loss", "val_auc"):
+                if isinstance(event.get(key), (int, float)):
+                    parts.append(f"{key} {event[key]:.3f}")
+            text = " · ".join(parts)
+        return text, (float(fraction) if isinstance(fraction, (int, float)) else None)
