@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "DMIFTrain"))
 
-from DMIFTrainLib.process import WorkerProcess  # noqa: E402
+from DMIFTrainLib.process import WorkerProcess
 
 PROGRESS_SCRIPT = """
 import json, sys
