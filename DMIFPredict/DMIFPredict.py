@@ -5,12 +5,13 @@ under slicer-core) and ``DMIFLib.mrml``; this file holds the GUI, the parameter 
 """
 
 import threading
+from pathlib import Path
 from typing import Annotated
 
 import qt
 import slicer
 import vtk
-from DMIFPredictLib.logic import DEVICES, PredictLogic
+from DMIFPredictLib.logic import DEVICES, PredictLogic, hasPath
 from slicer import (
     vtkMRMLLabelMapVolumeNode,
     vtkMRMLMarkupsROINode,
@@ -58,7 +59,7 @@ class DMIFPredictParameterNode:
     biasCorrection: bool = True
     skullStrip: bool = True
     brainMask: vtkMRMLLabelMapVolumeNode
-    modelPath: str = ""
+    modelPath: Path
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
     resultsTable: vtkMRMLTableNode
     slicesTable: vtkMRMLTableNode
@@ -112,8 +113,8 @@ class DMIFPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
         parameters = self._parameterNode
-        if not parameters.modelPath:
-            parameters.modelPath = qt.QSettings().value(MODEL_PATH_SETTING, "")
+        if not hasPath(parameters.modelPath) and qt.QSettings().value(MODEL_PATH_SETTING, ""):
+            parameters.modelPath = Path(qt.QSettings().value(MODEL_PATH_SETTING))
         for name, modality in (("t1cVolume", "t1c"), ("t2wVolume", "t2w")):
             if not getattr(parameters, name):
                 node = self.logic.guessVolume(slicer.mrmlScene, modality)
@@ -137,7 +138,7 @@ class DMIFPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         missing = [label for label, value in ((_("T1C volume"), parameters.t1cVolume),
                                               (_("T2W volume"), parameters.t2wVolume),
                                               (_("tumour box"), parameters.tumourBox),
-                                              (_("model file"), parameters.modelPath)) if not value]
+                                              (_("model file"), hasPath(parameters.modelPath))) if not value]
         self.ui.applyButton.enabled = not missing
         self.ui.applyButton.toolTip = _("Run the prediction; click again to cancel.") if not missing \
             else _("Select: ") + ", ".join(missing)
@@ -236,7 +237,7 @@ class DMIFPredictLogic(ScriptedLoadableModuleLogic, PredictLogic):
     def predictFromParameters(self, scene, parameters, progress=None, cancel=None):
         return self.predict(
             scene, t1c=parameters.t1cVolume, t2w=parameters.t2wVolume, flair=parameters.flairVolume,
-            roi=parameters.tumourBox, modelPath=parameters.modelPath, device=parameters.device,
+            roi=parameters.tumourBox, modelPath=str(parameters.modelPath), device=parameters.device,
             register=parameters.registerToT1C, biasCorrection=parameters.biasCorrection,
             skullStrip=parameters.skullStrip, brainMask=parameters.brainMask,
             resultsTable=parameters.resultsTable, slicesTable=parameters.slicesTable,

@@ -5,15 +5,17 @@ on stdout, see ``DMIFTrainLib.process``); cohort building and the result nodes a
 ``DMIFTrainLib.logic.TrainLogic`` (Qt-free, tested under slicer-core).
 """
 
+from pathlib import Path
 from typing import Annotated
 
 import qt
 import slicer
 import vtk
+from DMIFPredictLib.logic import hasPath
 from DMIFTrainLib.logic import DEVICES, PRESETS, TrainLogic
 from slicer import vtkMRMLPlotChartNode, vtkMRMLTableNode
 from slicer.i18n import tr as _
-from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -43,18 +45,18 @@ class DMIFTrain(ScriptedLoadableModule):
 
 @parameterNodeWrapper
 class DMIFTrainParameterNode:
-    cohortPath: str = ""
+    cohortPath: Path
     cohortTable: vtkMRMLTableNode
     marker: str = "1p/19q co-deletion"
     preset: Annotated[str, Choice(list(PRESETS))] = "quick"
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
-    outputFolder: str = ""
+    outputFolder: Path
     resume: bool = False
     overridePreset: bool = False
-    epochs: int = 150
-    batchSize: int = 64
-    learningRate: float = 1e-3
-    seed: int = 0
+    epochs: Annotated[int, WithinRange(1, 1000)] = 150
+    batchSize: Annotated[int, WithinRange(1, 1024)] = 64
+    learningRate: Annotated[float, WithinRange(1e-6, 1.0)] = 1e-3
+    seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
     metricsTable: vtkMRMLTableNode
     historyTable: vtkMRMLTableNode
     rocChart: vtkMRMLPlotChartNode
@@ -128,8 +130,8 @@ class DMIFTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._worker is not None:
             return  # running: the button is the Cancel button
         parameters = self._parameterNode
-        haveCohort = bool(parameters.cohortPath) or parameters.cohortTable is not None
-        self.ui.applyButton.enabled = haveCohort and bool(parameters.outputFolder)
+        haveCohort = hasPath(parameters.cohortPath) or parameters.cohortTable is not None
+        self.ui.applyButton.enabled = haveCohort and hasPath(parameters.outputFolder)
         self.ui.applyButton.text = _("Resume") if parameters.resume else _("Train")
         for widget in (self.ui.epochsSpinBox, self.ui.batchSizeSpinBox, self.ui.learningRateSpinBox,
                        self.ui.seedSpinBox):
@@ -156,7 +158,7 @@ class DMIFTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             parameters = self._parameterNode
             cohortCsv = self.logic.cohortCsvFromParameters(slicer.mrmlScene, parameters)
             self._worker = self.logic.startTraining(
-                cohortCsv, parameters.outputFolder, preset=parameters.preset, device=parameters.device,
+                cohortCsv, str(parameters.outputFolder), preset=parameters.preset, device=parameters.device,
                 resume=parameters.resume, overrides=self.logic.overridesFromParameters(parameters),
                 marker=parameters.marker)
             self.ui.applyButton.text = _("Cancel")
@@ -188,7 +190,7 @@ class DMIFTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Training finished but its results could not be loaded."),
                                              waitCursor=True):
             parameters = self._parameterNode
-            nodes = self.logic.loadResults(slicer.mrmlScene, parameters.outputFolder,
+            nodes = self.logic.loadResults(slicer.mrmlScene, str(parameters.outputFolder),
                                            metricsTable=parameters.metricsTable,
                                            historyTable=parameters.historyTable, rocChart=parameters.rocChart)
             parameters.metricsTable = nodes.metrics
@@ -218,8 +220,8 @@ class DMIFTrainLogic(ScriptedLoadableModuleLogic, TrainLogic):
     def cohortCsvFromParameters(self, scene, parameters):
         """The cohort CSV to train on: the scene cohort table (written to the output folder) or the chosen file."""
         if parameters.cohortTable is not None:
-            return self.writeCohortFromTable(scene, parameters.cohortTable, parameters.outputFolder)
-        return parameters.cohortPath
+            return self.writeCohortFromTable(scene, parameters.cohortTable, str(parameters.outputFolder))
+        return str(parameters.cohortPath)
 
     @staticmethod
     def overridesFromParameters(parameters) -> dict:

@@ -21,7 +21,7 @@ SUFFIX_CLASSES = {
     "CheckBox": {"QCheckBox"},
     "ComboBox": {"QComboBox", "ctkComboBox"},
     "LineEdit": {"ctkPathLineEdit", "QLineEdit"},
-    "SpinBox": {"QSpinBox", "QDoubleSpinBox", "ctkDoubleSpinBox"},
+    "SpinBox": {"QSpinBox", "QDoubleSpinBox"},
     "Label": {"QLabel"},
     "ProgressBar": {"QProgressBar"},
     "TableView": {"qMRMLTableView"},
@@ -78,18 +78,19 @@ def test_slicer_parameter_names_match_the_parameter_node(module):
     for parameter, (name, cls) in bound.items():
         assert parameter in fields, f"{module}.ui: {name} is bound to '{parameter}', not a parameter of the node"
         annotation = fields[parameter]
+        base = re.sub(r"^Annotated\[(\w+(?:\.\w+)?),.*\]$", r"\1", annotation)
+        # the widget/type pairs that slicer.parameterNodeWrapper's GUI connectors accept
         if annotation.startswith("vtkMRML"):
             assert cls == "qMRMLNodeComboBox", f"{name} ({cls}) cannot hold the node parameter '{parameter}'"
             node_types = [s.text for s in widgets[name].iter("string") if s.text and s.text.startswith("vtkMRML")]
             assert annotation in node_types, f"{name} lists {node_types}, parameter '{parameter}' is {annotation}"
-        elif annotation == "bool":
-            assert cls == "QCheckBox", f"{name} ({cls}) cannot hold the bool parameter '{parameter}'"
-        elif annotation in ("int", "float"):
-            assert cls in SUFFIX_CLASSES["SpinBox"], f"{name} ({cls}) cannot hold '{parameter}' ({annotation})"
-        elif "Choice" in annotation:
+        elif "Choice(" in annotation:
             assert cls == "QComboBox", f"{name} ({cls}) cannot hold the choice parameter '{parameter}'"
         else:
-            assert cls in {"ctkPathLineEdit", "QLineEdit"}, f"{name} ({cls}) cannot hold '{parameter}' ({annotation})"
+            accepted = {"bool": {"QCheckBox", "QPushButton"}, "int": {"QSpinBox", "QSlider"},
+                        "float": {"QDoubleSpinBox", "ctkSliderWidget"}, "str": {"QLineEdit", "QTextEdit"},
+                        "Path": {"ctkPathLineEdit", "ctkDirectoryButton"}}[base]
+            assert cls in accepted, f"{name} ({cls}) cannot hold '{parameter}' ({annotation}); use one of {accepted}"
 
 
 @pytest.mark.parametrize("module", MODULES)

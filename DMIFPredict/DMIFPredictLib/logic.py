@@ -18,6 +18,11 @@ from DMIFLib.mrml.subjects import guess_modality, patient_name
 DEVICES = ("auto", "cpu", "cuda")
 
 
+def hasPath(path) -> bool:
+    """True for a chosen path; an empty path widget gives '' or Path('.')."""
+    return bool(path) and str(path) not in ("", ".")
+
+
 class PredictLogic:
     """Prediction for one patient from MRML nodes; ``backendFactory(cancel=, progress=)`` gives the
     preprocessing backend (None: DMIFLib's SimpleITK backend)."""
