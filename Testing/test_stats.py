@@ -17,6 +17,7 @@ from DMIFLib.stats import (
     delong_test,
     youden_cutoff,
 )
+from DMIFLib.stats.bootstrap import replicate_metrics
 
 
 @pytest.fixture
@@ -95,7 +96,9 @@ def test_youden_cutoff_maximises_j_on_training_data():
     y = rng.integers(0, 2, 300)
     score = rng.normal(size=300) + 1.5 * y
     c = youden_cutoff(y, score)
-    j = lambda t: binary_metrics(y, score, t)["sensitivity"] + binary_metrics(y, score, t)["specificity"] - 1  # noqa: E731
+    def j(t):
+        return np.mean(score[y == 1] >= t) + np.mean(score[y == 0] < t) - 1
+
     assert all(j(c) >= j(t) - 1e-12 for t in np.unique(score))
     assert c in score
     assert youden_cutoff([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == 0.8
@@ -109,6 +112,16 @@ def test_delong_identical_scores_and_bonferroni():
     with pytest.raises(ValueError, match="at least 2 positive"):
         auc_ci([0, 0, 1], [0.1, 0.2, 0.3])
     assert bonferroni([0.01, 0.2, 0.6]).tolist() == pytest.approx([0.03, 0.6, 1.0])
+
+
+def test_bootstrap_replicate_metrics_equal_binary_metrics():
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 2, 150)
+    s = np.round(rng.normal(size=150) + y, 1)
+    fast = replicate_metrics(y, s, 0.3)
+    full = binary_metrics(y, s, 0.3)
+    assert fast == pytest.approx({k: full[k] for k in fast}, rel=1e-12)
+    assert np.isnan(replicate_metrics(np.zeros(3, int), s[:3], 0.3)["auc"])
 
 
 def test_cluster_bootstrap_widens_with_correlated_slices():

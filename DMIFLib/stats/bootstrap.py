@@ -6,11 +6,34 @@ with replacement (separately within each class, so both classes stay present) an
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
+from scipy.stats import rankdata
 
-from DMIFLib.stats.confusion import METRIC_NAMES, binary_metrics
+from DMIFLib.stats.confusion import METRIC_NAMES
+
+
+def _ratio(num: int, den: int) -> float:
+    return num / den if den > 0 else float("nan")
+
+
+def replicate_metrics(y: np.ndarray, s: np.ndarray, cutoff: float) -> dict[str, float]:
+    """The ``METRIC_NAMES`` of :func:`~DMIFLib.stats.binary_metrics` without input checks (bootstrap inner loop).
+
+    AUC by the Mann–Whitney rank sum (ties 1/2); NaN where a denominator is zero.
+    """
+    pred = s >= cutoff
+    pos = y == 1
+    n_pos = int(pos.sum())
+    n_neg = len(y) - n_pos
+    tp = int((pred & pos).sum())
+    fp = int(pred.sum()) - tp
+    tn = n_neg - fp
+    fn = n_pos - tp
+    auc = float("nan")
+    if n_pos and n_neg:
+        auc = (rankdata(s)[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return {"accuracy": _ratio(tp + tn, len(y)), "sensitivity": _ratio(tp, n_pos), "specificity": _ratio(tn, n_neg),
+            "ppv": _ratio(tp, tp + fp), "npv": _ratio(tn, tn + fn), "auc": float(auc)}
 
 
 def cluster_bootstrap_ci(
@@ -21,7 +44,6 @@ def cluster_bootstrap_ci(
     n_boot: int = 1000,
     alpha: float = 0.05,
     seed: int = 0,
-    metric_fn: Callable[[np.ndarray, np.ndarray, float], dict] = binary_metrics,
 ) -> dict[str, tuple[float, float]]:
     """Percentile (1 - alpha) CIs of each metric in ``METRIC_NAMES``, resampling whole ``groups`` (patients).
 
@@ -47,7 +69,7 @@ def cluster_bootstrap_ci(
     for _ in range(n_boot):
         chosen = np.concatenate([rng.choice(pool, size=len(pool), replace=True) for pool in by_class if len(pool)])
         idx = np.concatenate([members[p] for p in chosen])
-        metrics = metric_fn(y[idx], s[idx], cutoff)
+        metrics = replicate_metrics(y[idx], s[idx], cutoff)
         for name in METRIC_NAMES:
             samples[name].append(metrics[name])
     out = {}

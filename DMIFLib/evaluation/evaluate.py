@@ -1,0 +1,117 @@
+"""`dmif evaluate`: metric tables for a predictions table against the cohort's labels.
+
+Reads ``predictions.tsv`` (patient_id, p_<modality>..., p_fused, prediction, cutoff, n_slices; written by
+``dmif predict``) and, when it lies next to it, ``slice_predictions.tsv`` (patient_id, slice_index,
+p_<modality>..., p_fused) for slice-level rows. Writes, in ``out_dir``:
+
+- ``table2_metrics.tsv``: the paper's Table 2 layout, one row per score column and level;
+- ``metrics_ci.tsv``: 95% CIs of every metric (patient-clustered bootstrap);
+- ``table3_delong.tsv``: paired DeLong tests (patient level) of each single-modality score against the fused one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from DMIFLib.cohort import MODALITIES, CohortError, read_cohort
+from DMIFLib.evaluation.tables import (
+    CI_COLUMNS,
+    TABLE2_COLUMNS,
+    TABLE3_COLUMNS,
+    delong_rows,
+    metric_rows,
+    read_tsv,
+    write_tsv,
+)
+
+SLICE_PREDICTIONS = "slice_predictions.tsv"
+
+
+def score_columns(header) -> list[str]:
+    """Score columns present in a predictions table: p_<modality> in MODALITIES order, then p_fused."""
+    return [f"p_{m}" for m in MODALITIES if f"p_{m}" in header] + (["p_fused"] if "p_fused" in header else [])
+
+
+def model_name(column: str, n_modalities: int) -> str:
+    """Row name for a score column, e.g. ``p_t1c`` -> ``T1C DMIF-Net``, ``p_fused`` -> ``DMIF-Net (multimodal)``."""
+    if column == "p_fused":
+        return "DMIF-Net (multimodal)" if n_modalities > 1 else "DMIF-Net"
+    return f"{column[2:].upper()} DMIF-Net"
+
+
+def _read_scores(path: Path, rows: list[dict[str, str]], labels: dict[str, int],
+                 columns: list[str]) -> tuple[list[str], dict[str, np.ndarray]]:
+    ids, scores = [], {c: [] for c in columns}
+    for line, row in enumerate(rows, start=2):
+        pid = row.get("patient_id", "")
+        if pid not in labels:
+            raise CohortError(f"{path}, line {line}: patient '{pid}' has no label in the cohort table")
+        ids.append(pid)
+        for c in columns:
+            try:
+                value = float(row[c])
+            except (TypeError, ValueError):
+                raise CohortError(f"{path}, line {line} ({pid}): '{c}' = {row.get(c)!r} is not a number") from None
+            if not math.isfinite(value):
+                raise CohortError(f"{path}, line {line} ({pid}): '{c}' is not finite")
+            scores[c].append(value)
+    return ids, {c: np.asarray(v) for c, v in scores.items()}
+
+
+def evaluate_predictions(predictions_tsv: str | os.PathLike, cohort_csv: str | os.PathLike,
+                         out_dir: str | os.PathLike, cutoff: float | None = None,
+                         n_boot: int = 1000) -> dict[str, Path]:
+    """Write the metric tables for ``predictions_tsv`` against the labels in ``cohort_csv``.
+
+    ``cutoff``: decision threshold on the probabilities (positive if p >= cutoff); by default the model's own
+    cut-off from the table's ``cutoff`` column (chosen on the training data), never one tuned on these cases.
+    Returns ``{"table2": path, "ci": path, "table3": path}`` (``table3`` only with two or more score columns).
+    """
+    predictions_tsv, out_dir = Path(predictions_tsv), Path(out_dir)
+    if not predictions_tsv.is_file():
+        raise CohortError(f"{predictions_tsv}: predictions table not found")
+    labels = {c.patient_id: c.label for c in read_cohort(cohort_csv) if c.label is not None}
+    rows = read_tsv(predictions_tsv)
+    if not rows:
+        raise CohortError(f"{predictions_tsv}: no rows")
+    columns = score_columns(rows[0])
+    if not columns:
+        raise CohortError(f"{predictions_tsv}: no probability columns (p_t1c, p_t2w, p_flair, p_fused)")
+    if cutoff is None:
+        cutoffs = {row.get("cutoff") or "" for row in rows}
+        if len(cutoffs) != 1 or "" in cutoffs:
+            raise CohortError(f"{predictions_tsv}: expected one model cut-off in the 'cutoff' column, found "
+                              f"{sorted(cutoffs)}; pass --cutoff")
+        cutoff = float(cutoffs.pop())
+    n_mod = len([c for c in columns if c != "p_fused"])
+    ids, scores = _read_scores(predictions_tsv, rows, labels, columns)
+    y = np.array([labels[pid] for pid in ids])
+    # a single-modality model's fused score is its modality's score: keep one row
+    if "p_fused" in scores:
+        columns = [c for c in columns if c == "p_fused" or not np.array_equal(scores[c], scores["p_fused"])]
+    table2, ci = [], []
+    for c in columns:
+        row, ci_rows = metric_rows(model_name(c, n_mod), "patient", y, scores[c], cutoff, n_boot=n_boot)
+        table2.append(row)
+        ci += ci_rows
+    slice_path = predictions_tsv.parent / SLICE_PREDICTIONS
+    slice_rows = read_tsv(slice_path) if slice_path.is_file() else []
+    if slice_rows:  # slice-level rows; the patients' labels, cut-off and columns as above
+        slice_ids, slice_scores = _read_scores(slice_path, slice_rows, labels,
+                                               [c for c in columns if c in slice_rows[0]])
+        y_slice = np.array([labels[pid] for pid in slice_ids])
+        for c, s in slice_scores.items():
+            row, ci_rows = metric_rows(model_name(c, n_mod), "slice", y_slice, s, cutoff, groups=slice_ids,
+                                       n_boot=n_boot)
+            table2.append(row)
+            ci += ci_rows
+    out = {"table2": write_tsv(out_dir / "table2_metrics.tsv", table2, TABLE2_COLUMNS),
+           "ci": write_tsv(out_dir / "metrics_ci.tsv", ci, CI_COLUMNS)}
+    if len(columns) > 1 and "p_fused" in columns and min(y.sum(), len(y) - y.sum()) >= 2:
+        rows = delong_rows(y, {model_name(c, n_mod): scores[c] for c in columns}, model_name("p_fused", n_mod))
+        out["table3"] = write_tsv(out_dir / "table3_delong.tsv", rows, TABLE3_COLUMNS)
+    return out
