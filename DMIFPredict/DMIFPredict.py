@@ -160,9 +160,12 @@ class DMIFPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode", _("Tumour box"))
             roi.CreateDefaultDisplayNodes()
             self._parameterNode.tumourBox = roi
-        roi.RemoveAllControlPoints()
-        slicer.modules.markups.logic().StartPlaceMode(False)
-        slicer.modules.markups.logic().SetActiveList(roi)
+        roi.RemoveAllControlPoints()  # placed anew: click the centre, then a corner
+        appLogic = slicer.app.applicationLogic()
+        selectionNode = appLogic.GetSelectionNode()
+        selectionNode.SetReferenceActivePlaceNodeClassName("vtkMRMLMarkupsROINode")
+        selectionNode.SetActivePlaceNodeID(roi.GetID())
+        appLogic.GetInteractionNode().SetCurrentInteractionMode(slicer.vtkMRMLInteractionNode.Place)
 
     def onFitBox(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to fit the box to the segmentation."), waitCursor=True):
@@ -182,14 +185,18 @@ class DMIFPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 parameters = self._parameterNode
                 prediction, results, slices = self.logic.predictFromParameters(
                     slicer.mrmlScene, parameters, progress=self._onProgress, cancel=self._cancel)
-                parameters.resultsTable = results
-                parameters.slicesTable = slices
-                self.ui.resultLabel.text = self.logic.summary(prediction)
-                self.ui.statusLabel.text = _("Done.")
-                slicer.util.setSliceViewerLayers(background=parameters.t1cVolume)
-                slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(results.GetID())
+            except InterruptedError:
+                self.ui.statusLabel.text = _("Cancelled.")
+                return
             finally:
                 self._setRunning(False)
+            parameters.resultsTable = results
+            parameters.slicesTable = slices
+            self.ui.resultLabel.text = self.logic.summary(prediction)
+            self.ui.statusLabel.text = _("Done: see the results table under the patient in the Data module.")
+            appLogic = slicer.app.applicationLogic()
+            appLogic.GetSelectionNode().SetActiveTableID(results.GetID())
+            appLogic.PropagateTableSelection()
 
     def _setRunning(self, running: bool) -> None:
         self._cancel = threading.Event() if running else None

@@ -6,7 +6,7 @@ import numpy as np
 import slicer
 
 from DMIFLib.mrml.scene import MRMLError
-from DMIFLib.mrml.volumes import ijk_to_world_ras, vtk_matrix
+from DMIFLib.mrml.volumes import volume_to_image, vtk_matrix
 
 
 def roi_node_to_box(node: slicer.vtkMRMLMarkupsROINode):
@@ -47,32 +47,9 @@ def box_to_roi_node(box, scene: slicer.vtkMRMLScene, name: str = "Tumour box",
     return node
 
 
-def box_from_mask(mask_kji: np.ndarray, ijk_to_ras: np.ndarray, margin_mm: float = 0.0, name: str = "mask"):
-    """The ``OrientedBox`` around the non-zero voxels of a (k, j, i) mask, aligned with the voxel grid.
-
-    ``ijk_to_ras`` is the (4, 4) IJK -> RAS matrix of the mask; the box spans whole voxels and is enlarged by
-    ``margin_mm`` on each side. Raises :class:`MRMLError` when the mask is empty.
-    """
+def fit_box_to_labelmap(labelmap: slicer.vtkMRMLVolumeNode, margin_mm: float = 0.0):
+    """The ``OrientedBox`` (RAS) around a labelmap node's non-zero voxels, aligned with its voxel grid and grown
+    by ``margin_mm``; raises PreprocessingError when the labelmap is empty."""
     from DMIFLib.preprocessing.roi import OrientedBox
 
-    nonzero = np.nonzero(mask_kji)
-    if not nonzero[0].size:
-        raise MRMLError(f"'{name}' is empty: nothing to fit the box to")
-    low = np.array([axis.min() for axis in nonzero][::-1], dtype=float) - 0.5  # (i, j, k), voxel edges
-    high = np.array([axis.max() for axis in nonzero][::-1], dtype=float) + 0.5
-    linear = ijk_to_ras[:3, :3]
-    spacing = np.linalg.norm(linear, axis=0)
-    center = linear @ ((low + high) / 2) + ijk_to_ras[:3, 3]
-    size = (high - low) * spacing + 2 * margin_mm
-    return OrientedBox(center_ras=center, axes_ras=linear / spacing, size_mm=size)
-
-
-def fit_box_to_labelmap(labelmap: slicer.vtkMRMLVolumeNode, margin_mm: float = 0.0):
-    """The grid-aligned ``OrientedBox`` around a labelmap (or any volume) node's non-zero voxels, in RAS."""
-    from vtk.util import numpy_support
-
-    image_data = labelmap.GetImageData()
-    if image_data is None:
-        raise MRMLError(f"'{labelmap.GetName()}' has no image data")
-    mask = numpy_support.vtk_to_numpy(image_data.GetPointData().GetScalars()).reshape(image_data.GetDimensions()[::-1])
-    return box_from_mask(mask, ijk_to_world_ras(labelmap), margin_mm, labelmap.GetName())
+    return OrientedBox.from_label(volume_to_image(labelmap), margin_mm, file=labelmap.GetName())
