@@ -1,0 +1,85 @@
+"""``synthesize_cohort``: many synthetic patients (optionally in a process pool) plus ``cohort.csv``."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+
+import numpy as np
+
+from DMIFLib.cohort import CohortCase, write_cohort
+from DMIFLib.synth.patient import make_patient
+
+
+class SynthCancelledError(RuntimeError):
+    """The run was cancelled through its ``cancel`` event; files already written are complete."""
+
+
+def balanced_labels(n_patients: int, rng: np.random.Generator) -> np.ndarray:
+    """``n_patients`` labels, half 1 and half 0 (the odd one random), in random order."""
+    labels = np.array([i % 2 for i in range(n_patients)])
+    if n_patients % 2:
+        labels[-1] = rng.integers(0, 2)
+    return rng.permutation(labels)
+
+
+def _make(args: tuple) -> dict[str, Path]:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    return make_patient(*args)
+
+
+def synthesize_cohort(out_dir: str | os.PathLike, n_patients: int, seed: int, workers: int = 1,
+                      progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
+                      scale: float = 1.0, overwrite: bool = False) -> Path:
+    """Write ``n_patients`` synthetic patients and ``out_dir/cohort.csv``; returns the CSV path.
+
+    Each patient folder ``out_dir/SYNnnn/`` holds ``t1c.nii.gz``, ``t2w.nii.gz`` (int16), ``tumour_label.nii.gz``
+    (uint8 on the T1C grid), ``brain_mask.nii.gz`` and ``truth.json`` (texture draw, true T2W offset).
+    Identical files for the same ``seed`` and ``scale``, whatever ``workers``. An existing ``cohort.csv`` is
+    only replaced with ``overwrite=True``. ``progress`` receives ``{"stage": "synth", "done", "total",
+    "patient_id"}`` after each patient.
+    """
+    if n_patients < 2:
+        raise ValueError(f"synthetic cohort: need at least 2 patients, got {n_patients}")
+    out_dir = Path(out_dir)
+    csv_path = out_dir / "cohort.csv"
+    if csv_path.exists() and not overwrite:
+        raise FileExistsError(f"{csv_path} already exists; choose another folder or pass overwrite")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    root = np.random.SeedSequence(seed)
+    label_seed, *patient_seeds = root.spawn(n_patients + 1)
+    labels = balanced_labels(n_patients, np.random.default_rng(label_seed))
+    width = max(3, len(str(n_patients)))
+    ids = [f"SYN{i + 1:0{width}d}" for i in range(n_patients)]
+    jobs = [(out_dir / pid, pid, int(lab), ss, scale) for pid, lab, ss in zip(ids, labels, patient_seeds, strict=True)]
+    results: dict[str, dict[str, Path]] = {}
+
+    def report(pid: str) -> None:
+        if progress is not None:
+            progress({"stage": "synth", "done": len(results), "total": n_patients, "patient_id": pid})
+
+    if workers <= 1:
+        for job in jobs:
+            if cancel is not None and cancel.is_set():
+                raise SynthCancelledError(f"synthetic cohort in {out_dir}: cancelled after {len(results)} patients")
+            results[job[1]] = make_patient(*job)
+            report(job[1])
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            pending: dict[Future, str] = {pool.submit(_make, job): job[1] for job in jobs}
+            while pending:
+                done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    pid = pending.pop(future)
+                    results[pid] = future.result()
+                    report(pid)
+                if cancel is not None and cancel.is_set():
+                    for future in pending:
+                        future.cancel()
+                    raise SynthCancelledError(f"synthetic cohort in {out_dir}: cancelled after {len(results)} patients")
+    cases = [CohortCase(patient_id=pid, images={"t1c": results[pid]["t1c"], "t2w": results[pid]["t2w"]},
+                        roi=str(results[pid]["roi"]), label=int(lab)) for pid, lab in zip(ids, labels, strict=True)]
+    return write_cohort(cases, csv_path)
