@@ -1,11 +1,13 @@
 """Wavelet scattering for MI-Net.
 
-``MultiScaleScattering`` is the module MI-Net uses; ``KymatioMultiScaleScattering`` is kymatio's reference.
+``MultiScaleScattering`` (fast, all scales in one module) is the module MI-Net uses;
+``KymatioMultiScaleScattering`` is kymatio's reference; ``ScatteringCache`` keeps the coefficients of a training
+set for stage 1.
 """
 
+from DMIFLib.scattering.cache import CoefficientAugment, ScatteringCache
 from DMIFLib.scattering.kymatio_reference import KymatioMultiScaleScattering, scattering_channels
+from DMIFLib.scattering.multiscale import MultiScaleScattering
 
-# Interim: the fast shared-FFT implementation (issue 6) replaces this alias with its own class.
-MultiScaleScattering = KymatioMultiScaleScattering
-
-__all__ = ["KymatioMultiScaleScattering", "MultiScaleScattering", "scattering_channels"]
+__all__ = ["CoefficientAugment", "KymatioMultiScaleScattering", "MultiScaleScattering", "ScatteringCache",
+           "scattering_channels"]

@@ -1,0 +1,155 @@
+"""Fast 2-D wavelet scattering at several scales J in one module, equal to kymatio's ``ScatteringTorch2D``.
+
+The algorithm is kymatio's (``kymatio/scattering2d/core/scattering2d.py``) with the same filters (built by
+kymatio's own ``filter_bank`` at each J's padded size) and the same Fourier-domain periodisation for
+subsampling; what changes is how the work is laid out:
+
+* all L orientations of a scale (and, at order 2, all L×L (θ1, θ2) pairs of a (j1, j2) pair) are one batched
+  complex multiply, one periodisation and one batched inverse FFT, instead of one small op per path;
+* the Fourier transforms of real signals (the padded input, the moduli |x ⋆ ψ|) are real-to-complex FFTs, and
+  the low-pass φ is applied on the half spectrum: ``Re(ifft(P_k(Ŷ ⊙ φ̂)))`` equals
+  ``irfft(P_rows(Ŷ ⊙ φ̂_sym))`` subsampled by k in space, with φ̂_sym(ω) = (φ̂(ω) + φ̂(−ω)) / 2 (kymatio keeps the
+  real part, which is what the symmetrised filter gives exactly; kymatio's periodised φ̂ levels are not quite
+  even because of its crop mask);
+* second-order moduli that feed no further wavelet only get a half-spectrum FFT.
+
+What the scales share: kymatio pads each J by about 2^J pixels (reflect), so the Fourier grids differ per J
+(136², 144², 160² for 128² input at J = 2, 3, 4) and the filters are sampled on those grids. The padded input is
+shared (reflect padding is nested: the J = 2 padding is the centre crop of the J = 4 one); the FFTs cannot be
+shared exactly — see docs/performance.md for the measured deviation of a common grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from kymatio.scattering2d.backend.torch_backend import TorchBackend2D
+from kymatio.scattering2d.filter_bank import filter_bank
+from kymatio.scattering2d.utils import compute_padding
+from torch import nn
+
+from DMIFLib.scattering.kymatio_reference import scattering_channels
+
+
+def periodize(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Fourier periodisation (…, M, N) -> (…, M/k, N/k): the spectrum of the signal subsampled by k in space."""
+    if k == 1:
+        return x
+    *lead, m, n = x.shape
+    return x.reshape(*lead, k, m // k, k, n // k).mean(dim=(-4, -2))
+
+
+def _symmetrize(phi: torch.Tensor) -> torch.Tensor:
+    """(φ̂(ω) + φ̂(−ω)) / 2 for a real (M, N) Fourier filter."""
+    flipped = torch.roll(torch.flip(phi, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
+    return 0.5 * (phi + flipped)
+
+
+class _Scale(nn.Module):
+    """One J: kymatio's filter bank at the padded size as buffers, and the scattering on a padded input."""
+
+    def __init__(self, J: int, L: int, padded: tuple[int, int], max_order: int) -> None:
+        super().__init__()
+        self.J, self.L, self.max_order = J, L, max_order
+        m, n = padded
+        bank = filter_bank(m, n, J, L)
+        for res, level in enumerate(bank["phi"]["levels"]):
+            phi = _symmetrize(torch.from_numpy(level).float())
+            self.register_buffer(f"phi_{res}", phi[..., : phi.shape[-1] // 2 + 1].contiguous(), persistent=False)
+        for j in range(J):
+            group = [p for p in bank["psi"] if p["j"] == j]
+            assert [p["theta"] for p in group] == list(range(L))
+            for res in range(len(group[0]["levels"])):
+                stack = torch.from_numpy(np.stack([p["levels"][res] for p in group])).float()
+                self.register_buffer(f"psi_{j}_{res}", stack, persistent=False)
+
+    def phi(self, res: int) -> torch.Tensor:
+        return getattr(self, f"phi_{res}")
+
+    def psi(self, j: int, res: int) -> torch.Tensor:
+        return getattr(self, f"psi_{j}_{res}")
+
+    def lowpass(self, half: torch.Tensor, res: int, n: int) -> torch.Tensor:
+        """Half spectrum (…, m, n/2+1) at resolution ``res`` -> φ_J low-pass at 2^J, unpadded (…, h, w)."""
+        k = 2 ** (self.J - res)
+        y = half * self.phi(res)
+        *lead, m, nh = y.shape
+        if k > 1:
+            y = y.reshape(*lead, k, m // k, nh).mean(dim=-3)
+        s = torch.fft.irfft2(y, s=(m // k, n))[..., ::k]
+        return s[..., 1:-1, 1:-1]
+
+    def forward(self, xp: torch.Tensor) -> torch.Tensor:
+        """Padded (B, M, N) float32 -> (B, K_J, h, w) in kymatio's coefficient order."""
+        J = self.J
+        batch, _, n = xp.shape
+        x_hat = torch.fft.fft2(xp)
+        out = [self.lowpass(x_hat[..., : n // 2 + 1], 0, n).unsqueeze(1)]
+        second: list[torch.Tensor] = []
+        for j1 in range(J):
+            u1 = torch.fft.ifft2(periodize(x_hat.unsqueeze(1) * self.psi(j1, 0), 2**j1)).abs()  # (B, L, m1, n1)
+            n1 = u1.shape[-1]
+            needs_full = self.max_order >= 2 and j1 < J - 1
+            u1_hat = torch.fft.fft2(u1) if needs_full else torch.fft.rfft2(u1)
+            out.append(self.lowpass(u1_hat[..., : n1 // 2 + 1], j1, n1))
+            if not needs_full:
+                continue
+            per_j2 = []
+            for j2 in range(j1 + 1, J):
+                w2 = periodize(u1_hat.unsqueeze(2) * self.psi(j2, j1), 2 ** (j2 - j1))  # (B, L, L, m2, n2)
+                u2 = torch.fft.ifft2(w2).abs()
+                per_j2.append(self.lowpass(torch.fft.rfft2(u2), j2, u2.shape[-1]))
+            second.append(torch.cat(per_j2, dim=2).reshape(batch, -1, *per_j2[0].shape[-2:]))
+        return torch.cat(out + second, dim=1)
+
+
+class MultiScaleScattering(nn.Module):
+    """Scattering at each J in ``J`` in one pass; equal to kymatio's ``ScatteringTorch2D`` per J.
+
+    Input (B, H, W) or (B, C, H, W) float32 (or the padded size with ``pre_pad=True``, one J only); output a
+    list, one tensor per J in the order given, each (B, C, K_J, H/2^J, W/2^J) — (B, K_J, …) for 3-D input, as
+    kymatio — with K_J = :func:`scattering_channels` in kymatio's order: order 0, then (j1, θ1), then
+    (j1, θ1, j2, θ2) with j2 > j1. ``chunk_size`` images are processed at a time to bound memory
+    (about 13 MB per image at J = 4, 128²).
+    """
+
+    def __init__(self, J: Sequence[int] | int = (2, 3, 4), L: int = 8, shape: tuple[int, int] = (128, 128),
+                 max_order: int = 2, pre_pad: bool = False, chunk_size: int = 16) -> None:
+        super().__init__()
+        self.J = (int(J),) if isinstance(J, int) else tuple(int(j) for j in J)
+        self.L, self.shape, self.max_order = L, tuple(int(s) for s in shape), max_order
+        self.pre_pad, self.chunk_size = pre_pad, chunk_size
+        if max_order not in (1, 2):
+            raise ValueError(f"max_order must be 1 or 2, got {max_order}")
+        M, N = self.shape
+        if any(2**j > M or 2**j > N for j in self.J):
+            raise ValueError(f"scattering: every 2^J must fit in the input shape {self.shape}, got J={self.J}")
+        self.padded = [compute_padding(M, N, j) for j in self.J]
+        if pre_pad and len(set(self.padded)) > 1:
+            raise ValueError("pre_pad=True needs a single padded size: use one J")
+        self.pads = [TorchBackend2D.Pad([(pm - M) // 2, (pm - M + 1) // 2, (pn - N) // 2, (pn - N + 1) // 2], [M, N])
+                     for pm, pn in self.padded]
+        self.scales = nn.ModuleList(_Scale(j, L, p, max_order) for j, p in zip(self.J, self.padded, strict=True))
+
+    def channels(self) -> list[int]:
+        """K_J per scale."""
+        return [scattering_channels(j, self.L, self.max_order) for j in self.J]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if not torch.is_tensor(x) or x.dim() < 2:
+            raise TypeError("scattering: the input must be a tensor (…, H, W)")
+        expected = self.padded[0] if self.pre_pad else self.shape
+        if tuple(x.shape[-2:]) != tuple(expected):
+            raise ValueError(f"scattering: expected spatial size {tuple(expected)}, got {tuple(x.shape[-2:])}")
+        lead = x.shape[:-2]
+        flat = x.reshape(-1, *x.shape[-2:]).float()
+        chunk = self.chunk_size or flat.shape[0]
+        outs: list[list[torch.Tensor]] = [[] for _ in self.J]
+        for start in range(0, max(flat.shape[0], 1), max(chunk, 1)):
+            part = flat[start:start + chunk]
+            for i, (scale, pad) in enumerate(zip(self.scales, self.pads, strict=True)):
+                xp = part if self.pre_pad else pad(part)[..., 0]
+                outs[i].append(scale(xp))
+        return [torch.cat(o, dim=0).reshape(*lead, *o[0].shape[1:]) for o in outs]
