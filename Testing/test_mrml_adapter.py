@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 slicer = pytest.importorskip("slicer", reason="the PyPI package slicer-core is needed for the MRML adapter")
 sitk = pytest.importorskip("SimpleITK")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "DMIFPredict"))
 
 from DMIFLib.mrml import tables  # noqa: E402
 from DMIFLib.mrml.scene import MRMLError, load_scene, load_volume, new_scene, save_scene  # noqa: E402
@@ -104,3 +108,80 @@ def test_tables_survive_scene_save_and_reload_under_the_patient(tmp_path):
     assert chart_again.GetNumberOfPlotSeriesNodes() == 1
     assert chart_again.GetNthPlotSeriesNode(0).GetTableNode().GetName() == "Results"
     assert again.GetFirstNodeByName("T1C").GetImageData().GetDimensions() == (9, 7, 5)
+
+
+def _rotated_box():
+    from DMIFLib.preprocessing.roi import OrientedBox
+
+    angle = np.deg2rad(20.0)
+    axes = np.array([[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]])
+    return OrientedBox(np.array([12.0, -30.0, 45.0]), axes, np.array([20.0, 30.0, 40.0]))
+
+
+def test_roi_node_round_trip_and_agrees_with_the_markups_file_reader(tmp_path):
+    from DMIFLib.mrml.roi import box_to_roi_node, roi_node_to_box
+    from DMIFLib.preprocessing.roi import OrientedBox
+
+    scene = new_scene()
+    box = _rotated_box()
+    node = box_to_roi_node(box, scene)
+    back = roi_node_to_box(node)
+    np.testing.assert_allclose(back.center_ras, box.center_ras, atol=1e-9)
+    np.testing.assert_allclose(back.axes_ras, box.axes_ras, atol=1e-9)
+    np.testing.assert_allclose(back.size_mm, box.size_mm, atol=1e-9)
+    # Slicer's own writer (LPS .mrk.json) read by DMIFLib's parser gives the same box
+    storage = slicer.vtkMRMLMarkupsROIJsonStorageNode()
+    scene.AddNode(storage)
+    storage.SetFileName(str(tmp_path / "box.mrk.json"))
+    assert storage.WriteData(node)
+    parsed = OrientedBox.from_markups_json(tmp_path / "box.mrk.json")
+    np.testing.assert_allclose(parsed.center_ras, box.center_ras, atol=1e-6)
+    np.testing.assert_allclose(np.abs(parsed.axes_ras.T @ box.axes_ras), np.eye(3), atol=1e-6)
+    np.testing.assert_allclose(parsed.size_mm, box.size_mm, atol=1e-6)
+
+
+def test_roi_under_a_transform_is_read_in_world_coordinates():
+    import vtk
+
+    from DMIFLib.mrml.roi import box_to_roi_node, roi_node_to_box
+    from DMIFLib.preprocessing.roi import OrientedBox
+
+    scene = new_scene()
+    node = box_to_roi_node(OrientedBox.axis_aligned([0.0, 0.0, 0.0], [10.0, 10.0, 10.0]), scene)
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(2, 3, 7.5)
+    transform.SetMatrixTransformToParent(matrix)
+    node.SetAndObserveTransformNodeID(transform.GetID())
+    np.testing.assert_allclose(roi_node_to_box(node).center_ras, [0.0, 0.0, 7.5])
+
+
+def test_unplaced_roi_is_a_clear_error():
+    from DMIFLib.mrml.roi import roi_node_to_box
+
+    node = new_scene().AddNewNodeByClass("vtkMRMLMarkupsROINode", "Tumour box")
+    with pytest.raises(MRMLError, match="'Tumour box' has not been placed"):
+        roi_node_to_box(node)
+
+
+def test_fit_box_to_segmentation_follows_the_reference_grid():
+    from DMIFPredictLib.logic import PredictLogic
+
+    from DMIFLib.mrml.roi import roi_node_to_box
+
+    scene = new_scene()
+    reference = image_to_volume(_oblique_image(), scene, "T1C")
+    label = np.zeros((5, 7, 9), np.uint8)
+    label[1:3, 2:5, 3:7] = 1  # k 1..2, j 2..4, i 3..6
+    label_image = sitk.GetImageFromArray(label)
+    label_image.CopyInformation(_oblique_image())
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "tumour")
+    image_to_volume(label_image, scene, "tumour", labelmap)
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "seg")
+    assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation)
+
+    roi = PredictLogic.fitBoxToSegmentation(scene, segmentation, reference)
+    box = roi_node_to_box(roi)
+    np.testing.assert_allclose(sorted(box.size_mm), sorted([4 * 0.9, 3 * 1.1, 2 * 5.5]), atol=1e-6)
+    center_lps = label_image.TransformContinuousIndexToPhysicalPoint((4.5, 3.0, 1.5))
+    np.testing.assert_allclose(box.center_ras, np.array(center_lps) * [-1, -1, 1], atol=1e-6)

@@ -121,3 +121,64 @@ def test_run_cli_cancels():
 def test_missing_cli_module_is_a_clear_error():
     with pytest.raises(CLIError, match="not available"):
         run_cli("BRAINSFit", {}, process_events=lambda: None)
+
+
+def test_transform_node_becomes_the_itk_resampling_transform():
+    import vtk
+
+    from DMIFLib.mrml.cli_backend import transform_node_to_sitk
+    from DMIFLib.mrml.scene import new_scene
+
+    scene = new_scene()
+    node = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    to_parent = vtk.vtkMatrix4x4()  # moving RAS -> fixed RAS: 10 deg about S, then 5 mm to the Right
+    angle = 10.0
+    transform = vtk.vtkTransform()
+    transform.Translate(5.0, 0.0, 0.0)
+    transform.RotateZ(angle)
+    to_parent.DeepCopy(transform.GetMatrix())
+    node.SetMatrixTransformToParent(to_parent)
+    itk = transform_node_to_sitk(node)
+    # a moving point p (RAS) lands on fixed point q = T p; ITK maps q (LPS) back to p (LPS)
+    p_ras = [12.0, -7.0, 3.0]
+    q_ras = transform.TransformPoint(p_ras)
+    lps = lambda v: (-v[0], -v[1], v[2])  # noqa: E731
+    assert itk.TransformPoint(lps(q_ras)) == pytest.approx(lps(p_ras), abs=1e-6)
+
+
+def test_backend_runs_brainsfit_on_temporary_nodes_and_removes_them():
+    import numpy as np
+    import SimpleITK as sitk  # noqa: N813
+    import vtk
+
+    from DMIFLib.mrml.cli_backend import SlicerCLIBackend
+    from DMIFLib.mrml.scene import new_scene
+    from DMIFLib.preprocessing.settings import PreprocessSettings
+
+    scene = new_scene()
+    nodes_before = scene.GetNumberOfNodes()
+    seen = {}
+
+    def start(name, parameters):  # stands in for the BRAINSFit process: writes a 3 mm shift to the output node
+        seen[name] = parameters
+        shift = vtk.vtkMatrix4x4()
+        shift.SetElement(1, 3, 3.0)
+        scene.GetNodeByID(parameters["linearTransform"]).SetMatrixTransformToParent(shift)
+        assert scene.GetNodeByID(parameters["fixedVolume"]).GetImageData() is not None
+        node = slicer.vtkMRMLCommandLineModuleNode()
+        node.SetStatus(node.Completed)
+        return node
+
+    rng = np.random.default_rng(0)
+    fixed = sitk.GetImageFromArray(rng.random((6, 16, 16)).astype(np.float32))
+    moving = sitk.GetImageFromArray(rng.random((6, 16, 16)).astype(np.float32))
+    settings = PreprocessSettings(registration_bins=16, registration_sampling=0.5, registration_iterations=20)
+    result = SlicerCLIBackend(scene, start=start, process_events=lambda: None).register_rigid(fixed, moving,
+                                                                                             settings)
+    parameters = seen["BRAINSFit"]
+    assert (parameters["numberOfHistogramBins"], parameters["samplingPercentage"],
+            parameters["numberOfIterations"]) == (16, 0.5, 20)
+    assert result.backend == "slicer-cli" and np.isfinite(result.mi_after)
+    # fixed -> moving is 3 mm Posterior: LPS +y
+    assert result.transform.TransformPoint((0.0, 0.0, 0.0)) == pytest.approx((0.0, 3.0, 0.0))
+    assert scene.GetNumberOfNodes() == nodes_before, "temporary nodes left in the scene"

@@ -13,27 +13,35 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+import numpy as np
+import SimpleITK as sitk  # noqa: N813
 import slicer
+import vtk
 
 from DMIFLib.mrml.scene import MRMLError
+from DMIFLib.mrml.volumes import LPS_FROM_RAS, image_to_volume, volume_to_image
+from DMIFLib.preprocessing.backend import PreprocessingBackend, RegistrationResult, mattes_mi
 
 
 class CLIError(MRMLError):
     """A Slicer CLI module that failed or is missing; the message holds the module's error text."""
 
 
-def brainsfit_parameters(fixed_id: str, moving_id: str, output_id: str, transform_id: str | None = None, *,
+def brainsfit_parameters(fixed_id: str, moving_id: str, output_id: str | None = None,
+                         transform_id: str | None = None, *,
                          histogram_bins: int = 50, sampling_fraction: float = 0.05,
                          iterations: int = 1500) -> dict:
     """BRAINSFit parameters for a rigid (6 DOF) Mattes-MI registration of ``moving`` to ``fixed``.
 
-    The moving volume is resampled (linear) onto the fixed volume's grid into ``output_id``; the rigid transform
-    (moving -> fixed, RAS) goes to ``transform_id`` when given. Initialised by aligning the centres of mass.
+    The moving volume is resampled (linear) onto the fixed volume's grid into ``output_id`` and/or the rigid
+    transform goes to the linear transform node ``transform_id`` (at least one of them). Initialised by aligning
+    the centres of mass.
     """
+    if not output_id and not transform_id:
+        raise ValueError("BRAINSFit needs an output volume or an output transform")
     parameters = {
         "fixedVolume": fixed_id,
         "movingVolume": moving_id,
-        "outputVolume": output_id,
         "useRigid": True,
         "useAffine": False,
         "useBSpline": False,
@@ -46,6 +54,8 @@ def brainsfit_parameters(fixed_id: str, moving_id: str, output_id: str, transfor
         "outputVolumePixelType": "float",
         "maskProcessingMode": "NOMASK",
     }
+    if output_id:
+        parameters["outputVolume"] = output_id
     if transform_id:
         parameters["linearTransform"] = transform_id
     return parameters
@@ -104,3 +114,97 @@ def run_cli(module_name: str, parameters: dict, cancel: threading.Event | None =
         error = (node.GetErrorText() or "").strip() or "no error text"
         raise CLIError(f"{module_name} failed ({node.GetStatusString()}): {error}")
     return node
+
+
+def transform_node_to_sitk(node: slicer.vtkMRMLTransformNode) -> sitk.Transform:
+    """The registration result of a linear transform node (moving -> fixed in RAS, as BRAINSFit writes it) as an
+    ITK transform mapping fixed LPS points to moving LPS points (the resampling convention of SimpleITK)."""
+    if not node.IsLinear():
+        raise CLIError(f"transform '{node.GetName()}' is not linear")
+    from_parent = vtk.vtkMatrix4x4()
+    node.GetMatrixTransformFromParent(from_parent)  # fixed RAS -> moving RAS
+    ras = np.array([[from_parent.GetElement(r, c) for c in range(4)] for r in range(4)])
+    flip = np.eye(4)
+    flip[:3, :3] = LPS_FROM_RAS
+    lps = flip @ ras @ flip
+    transform = sitk.Euler3DTransform()
+    try:
+        transform.SetMatrix(lps[:3, :3].ravel().tolist(), 1e-5)
+    except RuntimeError:  # not a rotation within tolerance: keep the general linear map
+        transform = sitk.AffineTransform(3)
+        transform.SetMatrix(lps[:3, :3].ravel().tolist())
+    transform.SetTranslation(lps[:3, 3].tolist())
+    return transform
+
+
+class SlicerCLIBackend(PreprocessingBackend):
+    """Registration with BRAINSFit and N4 with N4ITKBiasFieldCorrection (Slicer's CLI modules), on temporary
+    hidden nodes of ``scene`` (default ``slicer.mrmlScene``) that are removed afterwards. Skull stripping keeps
+    DMIFLib's default. ``start``/``process_events`` are passed to :func:`run_cli` (injectable for tests)."""
+
+    name = "slicer-cli"
+
+    def __init__(self, scene: slicer.vtkMRMLScene | None = None, cancel: threading.Event | None = None,
+                 progress: Callable[[dict], None] | None = None, start: Callable | None = None,
+                 process_events: Callable[[], None] | None = None) -> None:
+        self.scene = scene if scene is not None else slicer.mrmlScene
+        self.cancel, self.progress = cancel, progress
+        self._start, self._process_events = start, process_events
+
+    def _run(self, module_name: str, parameters: dict):
+        return run_cli(module_name, parameters, cancel=self.cancel, progress=self.progress, start=self._start,
+                       process_events=self._process_events)
+
+    def _temporary(self, image: sitk.Image | None, name: str, class_name: str = "vtkMRMLScalarVolumeNode"):
+        node = self.scene.AddNewNodeByClass(class_name, f"DMIF temporary {name}")
+        node.SetHideFromEditors(True)
+        if image is not None:
+            image_to_volume(image, self.scene, node.GetName(), node)
+        return node
+
+    def _remove(self, *nodes) -> None:
+        for node in nodes:
+            if node is None:
+                continue
+            for index in range(node.GetNumberOfDisplayNodes() if hasattr(node, "GetNumberOfDisplayNodes") else 0):
+                self.scene.RemoveNode(node.GetNthDisplayNode(index))
+            self.scene.RemoveNode(node)
+
+    def register_rigid(self, fixed: sitk.Image, moving: sitk.Image, settings) -> RegistrationResult:
+        fixed_node = self._temporary(sitk.Cast(fixed, sitk.sitkFloat32), "fixed")
+        moving_node = self._temporary(sitk.Cast(moving, sitk.sitkFloat32), "moving")
+        transform_node = self._temporary(None, "registration", "vtkMRMLLinearTransformNode")
+        try:
+            parameters = brainsfit_parameters(
+                fixed_node.GetID(), moving_node.GetID(), transform_id=transform_node.GetID(),
+                histogram_bins=settings.registration_bins, sampling_fraction=settings.registration_sampling,
+                iterations=settings.registration_iterations)
+            self._run("BRAINSFit", parameters)
+            transform = transform_node_to_sitk(transform_node)
+        finally:
+            self._remove(fixed_node, moving_node, transform_node)
+        bins = settings.registration_bins
+        fixed_f, moving_f = sitk.Cast(fixed, sitk.sitkFloat32), sitk.Cast(moving, sitk.sitkFloat32)
+        return RegistrationResult(transform=transform, backend=self.name,
+                                  mi_before=mattes_mi(fixed_f, moving_f, sitk.Euler3DTransform(), bins),
+                                  mi_after=mattes_mi(fixed_f, moving_f, transform, bins),
+                                  details={"parameters": parameters})
+
+    def bias_correct(self, image: sitk.Image, settings, mask: sitk.Image | None = None) -> sitk.Image:
+        levels = settings.n4_fitting_levels
+        iterations = list(settings.n4_iterations)[:levels]
+        iterations += [iterations[-1]] * (levels - len(iterations))
+        input_node = self._temporary(sitk.Cast(image, sitk.sitkFloat32), "n4 input")
+        mask_node = self._temporary(sitk.Cast(mask > 0, sitk.sitkUInt8), "n4 mask", "vtkMRMLLabelMapVolumeNode") \
+            if mask is not None else None
+        output_node = self._temporary(None, "n4 output")
+        try:
+            self._run("N4ITKBiasFieldCorrection", n4_parameters(
+                input_node.GetID(), output_node.GetID(), mask_node.GetID() if mask_node else None,
+                shrink_factor=settings.n4_shrink, iterations=iterations))
+            corrected = volume_to_image(output_node)
+        finally:
+            self._remove(input_node, mask_node, output_node)
+        corrected = sitk.Cast(corrected, sitk.sitkFloat32)
+        corrected.CopyInformation(image)  # same grid; drop round-off of the RAS/LPS round trip
+        return corrected

@@ -5,6 +5,7 @@ The Slicer module DMIFPredict and the headless batch both go through these funct
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Mapping
 
@@ -19,9 +20,25 @@ RESULT_COLUMNS = ("patient_id", "marker", "p_t1c", "p_t2w", "p_flair", "p_fused"
 """Columns of the results table (``p_flair`` only when the model uses FLAIR)."""
 
 
+def settings_for(model, register: bool = True, bias_correction: bool = True, skull_strip: bool = True):
+    """The model's own preprocessing settings (slice size, margin, ...) with the user's step switches applied:
+    registration to T1C, N4 bias-field correction, skull stripping (a given brain mask is used when on)."""
+    return dataclasses.replace(model.settings, register=bool(register), n4=bool(bias_correction),
+                               skull_strip="auto" if skull_strip else "none")
+
+
+def model_info(model) -> dict:
+    """What the results table says about the model: marker, modalities, model_name, model_version, cutoff."""
+    name = model.info.get("name") or (model.path.stem if model.path is not None else "DMIF-Net")
+    version = model.info.get("version") or f"DMIFLib {model.package_version}"
+    return {"marker": model.marker, "modalities": tuple(model.modalities), "model_name": str(name),
+            "model_version": str(version), "cutoff": float(model.cutoff)}
+
+
 def predict_nodes(model, volumes: Mapping[str, slicer.vtkMRMLScalarVolumeNode], roi: slicer.vtkMRMLMarkupsROINode,
                   settings, brain_mask: slicer.vtkMRMLVolumeNode | None = None, backend=None,
-                  progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None):
+                  progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
+                  patient_name: str | None = None):
     """Run ``model`` (a LoadedModel) on one patient given as volume nodes (modality -> node) and a tumour ROI.
 
     Every modality the model needs must be present; T1C is the reference grid. Returns the CasePrediction.
@@ -42,7 +59,8 @@ def predict_nodes(model, volumes: Mapping[str, slicer.vtkMRMLScalarVolumeNode], 
         raise InterruptedError("prediction cancelled")
     if progress:
         progress({"step": "preprocess", "fraction": 0.1, "message": "Preprocessing"})
-    stack = image_slices(images, box, settings, brain_mask=mask, backend=backend)
+    case = patient_name or volumes["t1c"].GetName()
+    stack = image_slices(images, box, settings, brain_mask=mask, backend=backend, case=case)
     if cancel is not None and cancel.is_set():
         raise InterruptedError("prediction cancelled")
     if progress:
