@@ -8,7 +8,7 @@ import pytest
 from DMIFLib.cli import main
 from DMIFLib.cohort import CohortError
 from DMIFLib.evaluation.evaluate import evaluate_predictions
-from DMIFLib.evaluation.tables import TABLE2_COLUMNS, TABLE3_COLUMNS, read_tsv
+from DMIFLib.evaluation.tables import DELONG_COLUMNS, TABLE2_COLUMNS, read_tsv
 from DMIFLib.stats import auc_ci, binary_metrics, delong_test
 from DMIFLib.stats.separability import class_distances
 
@@ -37,7 +37,7 @@ def _write_run(folder, n=30, seed=0, slices=True):
     return y, np.array([p[pid] for pid in ids])
 
 
-def test_evaluate_writes_table2_and_table3_with_levels(tmp_path):
+def test_evaluate_writes_table2_and_delong_tables_with_levels(tmp_path):
     y, p = _write_run(tmp_path)
     paths = evaluate_predictions(tmp_path / "predictions.tsv", tmp_path / "cohort.csv", tmp_path / "out", n_boot=50)
     rows = read_tsv(paths["table2"])
@@ -53,8 +53,8 @@ def test_evaluate_writes_table2_and_table3_with_levels(tmp_path):
     assert (float(fused["auc_ci_low"]), float(fused["auc_ci_high"]), fused["ci_method"]) == (
         pytest.approx(low, rel=1e-9), pytest.approx(high, rel=1e-9), "DeLong")
     assert rows[5]["ci_method"] == "patient bootstrap" and int(rows[5]["n"]) > len(y)
-    delong = read_tsv(paths["table3"])
-    assert tuple(delong[0]) == TABLE3_COLUMNS
+    delong = read_tsv(paths["delong"])
+    assert tuple(delong[0]) == DELONG_COLUMNS
     z, pv, _, _ = delong_test(y, p[:, 0], p[:, 2])
     assert float(delong[0]["z"]) == pytest.approx(z, rel=1e-9)
     assert float(delong[0]["p_bonferroni"]) == pytest.approx(min(2 * pv, 1), rel=1e-9)

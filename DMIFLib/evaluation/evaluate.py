@@ -6,7 +6,7 @@ p_<modality>..., p_fused) for slice-level rows. Writes, in ``out_dir``:
 
 - ``table2_metrics.tsv``: the paper's Table 2 layout, one row per score column and level;
 - ``metrics_ci.tsv``: 95% CIs of every metric (patient-clustered bootstrap);
-- ``table3_delong.tsv``: paired DeLong tests (patient level) of each single-modality score against the fused one.
+- ``delong_tests.tsv``: paired DeLong tests (patient level) of each single-modality score against the fused one.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import numpy as np
 from DMIFLib.cohort import MODALITIES, CohortError, read_cohort
 from DMIFLib.evaluation.tables import (
     CI_COLUMNS,
+    DELONG_COLUMNS,
     TABLE2_COLUMNS,
-    TABLE3_COLUMNS,
     delong_rows,
     metric_rows,
     read_tsv,
@@ -69,7 +69,7 @@ def evaluate_predictions(predictions_tsv: str | os.PathLike, cohort_csv: str | o
 
     ``cutoff``: decision threshold on the probabilities (positive if p >= cutoff); by default the model's own
     cut-off from the table's ``cutoff`` column (chosen on the training data), never one tuned on these cases.
-    Returns ``{"table2": path, "ci": path, "table3": path}`` (``table3`` only with two or more score columns).
+    Returns ``{"table2": path, "ci": path, "delong": path}`` (``delong`` only with two or more score columns).
     """
     predictions_tsv, out_dir = Path(predictions_tsv), Path(out_dir)
     if not predictions_tsv.is_file():
@@ -113,5 +113,5 @@ def evaluate_predictions(predictions_tsv: str | os.PathLike, cohort_csv: str | o
            "ci": write_tsv(out_dir / "metrics_ci.tsv", ci, CI_COLUMNS)}
     if len(columns) > 1 and "p_fused" in columns and min(y.sum(), len(y) - y.sum()) >= 2:
         rows = delong_rows(y, {model_name(c, n_mod): scores[c] for c in columns}, model_name("p_fused", n_mod))
-        out["table3"] = write_tsv(out_dir / "table3_delong.tsv", rows, TABLE3_COLUMNS)
+        out["delong"] = write_tsv(out_dir / "delong_tests.tsv", rows, DELONG_COLUMNS)
     return out

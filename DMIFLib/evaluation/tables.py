@@ -28,9 +28,9 @@ TABLE2_COLUMNS = ("model", "level", "n", "n_pos", "n_neg", "accuracy", "sensitiv
 CI_COLUMNS = ("model", "level", "metric", "value", "ci_low", "ci_high", "ci_method", "n_boot")
 """Long table of 95% CIs for every metric (patient-clustered bootstrap)."""
 
-TABLE3_COLUMNS = ("model", "reference", "level", "n", "auc", "auc_reference", "auc_diff", "diff_ci_low",
+DELONG_COLUMNS = ("model", "reference", "level", "n", "auc", "auc_reference", "auc_diff", "diff_ci_low",
                   "diff_ci_high", "z", "p", "p_bonferroni", "n_comparisons")
-"""Paper Table 3 layout: each model's AUC against the reference model (DMIF-Net), paired DeLong test."""
+"""Each model's AUC against the reference model (DMIF-Net), paired DeLong test."""
 
 
 def format_value(value) -> str:
