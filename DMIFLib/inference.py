@@ -1,0 +1,119 @@
+"""Prediction: slice probabilities → patient probabilities, for one slice stack or a whole cohort.
+
+Patient rule: a patient's probability for a modality is the **mean of its slice probabilities** under that
+modality's DMIF-Net; ``p_fused`` is the mean of the multimodal net's slice probabilities (its input is every
+modality's slice stacked as channels). ``prediction`` = 1 (marker present) when ``p_fused >= cutoff``, the
+model file's cut-off.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from DMIFLib.atomic import atomic_write_text
+from DMIFLib.model_file import FUSED, LoadedModel, load_model
+
+PREDICTIONS_NAME = "predictions.tsv"
+SLICE_PREDICTIONS_NAME = "slice_predictions.tsv"
+
+
+@dataclass
+class CasePrediction:
+    """One patient's result; probabilities are P(marker present) in [0, 1].
+
+    ``probabilities``: modality -> patient probability; ``slice_probabilities``: modality and ``"fused"`` ->
+    (n_slices,) array; ``slice_indices``: (n_slices,) indices along the stack's slice axis.
+    """
+
+    patient_id: str | None
+    probabilities: dict[str, float]
+    p_fused: float
+    prediction: int
+    cutoff: float
+    n_slices: int
+    slice_probabilities: dict[str, np.ndarray]
+    slice_indices: np.ndarray
+
+
+def predict_stack(model: LoadedModel, stack, batch_size: int = 64) -> CasePrediction:
+    """Predict one patient from its ``SliceStack`` (images[modality] (n, S, S) float32, z-scored).
+
+    Raises ``ValueError`` naming the patient when the stack lacks a modality, has no slice, or its slice size
+    differs from the model's.
+    """
+    from DMIFLib.training.stage import predict_proba
+
+    who = stack.patient_id or "slice stack"
+    if stack.n_slices == 0:
+        raise ValueError(f"{who}: no slice inside the ROI box")
+    x = torch.from_numpy(np.ascontiguousarray(stack.stacked(model.modalities), dtype=np.float32))
+    size = model.settings.slice_size
+    if tuple(x.shape[-2:]) != (size, size):
+        raise ValueError(f"{who}: slices are {tuple(x.shape[-2:])}, the model needs {size}×{size}")
+    slices = {m: predict_proba(model.nets[m], x[:, i:i + 1], batch_size, model.device)
+              for i, m in enumerate(model.modalities)}
+    slices[FUSED] = predict_proba(model.nets[FUSED], x, batch_size, model.device)
+    p_fused = float(np.mean(slices[FUSED]))
+    return CasePrediction(
+        patient_id=stack.patient_id, probabilities={m: float(np.mean(slices[m])) for m in model.modalities},
+        p_fused=p_fused, prediction=int(p_fused >= model.cutoff), cutoff=model.cutoff, n_slices=stack.n_slices,
+        slice_probabilities=slices, slice_indices=np.asarray(stack.slice_indices),
+    )
+
+
+def prediction_tables(predictions: list[CasePrediction], modalities: tuple[str, ...]) -> tuple[str, str]:
+    """(predictions.tsv text, slice_predictions.tsv text) for ``predictions``.
+
+    predictions.tsv: patient_id, p_<modality>..., p_fused, prediction, cutoff, n_slices;
+    slice_predictions.tsv: patient_id, slice_index, p_<modality>..., p_fused.
+    """
+    p_cols = [f"p_{m}" for m in modalities]
+    patient = ["\t".join(["patient_id", *p_cols, "p_fused", "prediction", "cutoff", "n_slices"])]
+    slices = ["\t".join(["patient_id", "slice_index", *p_cols, "p_fused"])]
+    for pred in predictions:
+        patient.append("\t".join([str(pred.patient_id), *(f"{pred.probabilities[m]:.6f}" for m in modalities),
+                                  f"{pred.p_fused:.6f}", str(pred.prediction), f"{pred.cutoff:.6f}",
+                                  str(pred.n_slices)]))
+        for row, index in enumerate(pred.slice_indices):
+            slices.append("\t".join([str(pred.patient_id), str(int(index)),
+                                     *(f"{pred.slice_probabilities[m][row]:.6f}" for m in (*modalities, FUSED))]))
+    return "\n".join(patient) + "\n", "\n".join(slices) + "\n"
+
+
+def predict_cohort(cohort_csv: str | os.PathLike, model_path: str | os.PathLike, out_dir: str | os.PathLike,
+                   device: str = "auto", progress: Callable[[dict], None] | None = None,
+                   cancel: threading.Event | None = None) -> Path:
+    """Predict every patient of a cohort; returns ``out_dir/predictions.tsv`` (also writes slice_predictions.tsv).
+
+    Cases are preprocessed with the model file's settings (``case_slices`` reuses a cohort that
+    ``dmif preprocess`` already processed). ``progress`` gets ``{"stage": "predict", "case", "cases",
+    "patient_id"}`` per case; ``cancel`` is checked before each case. Both tables are written atomically
+    at the end. Raises ``CohortError`` / ``PreprocessingError`` / ``ModelFileError`` naming the file or case.
+    """
+    from DMIFLib.cohort import read_cohort
+    from DMIFLib.preprocessing.pipeline import case_slices
+    from DMIFLib.training.errors import RunCancelledError
+
+    model = load_model(model_path, device)
+    cases = read_cohort(cohort_csv, require_modalities=model.modalities)
+    predictions = []
+    for number, case in enumerate(cases, start=1):
+        if cancel is not None and cancel.is_set():
+            raise RunCancelledError(f"prediction cancelled before case {case.patient_id}")
+        if progress is not None:
+            progress({"stage": "predict", "case": number, "cases": len(cases), "patient_id": case.patient_id})
+        stack = case_slices(case, model.settings)
+        stack.patient_id = case.patient_id
+        predictions.append(predict_stack(model, stack))
+    out_dir = Path(out_dir)
+    patient_text, slice_text = prediction_tables(predictions, model.modalities)
+    atomic_write_text(out_dir / SLICE_PREDICTIONS_NAME, slice_text)
+    atomic_write_text(out_dir / PREDICTIONS_NAME, patient_text)
+    return out_dir / PREDICTIONS_NAME

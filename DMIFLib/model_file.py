@@ -1,0 +1,130 @@
+"""The DMIF model file: one ``.pt`` that holds everything prediction needs, in primitive types and tensors.
+
+Layout (a dict; loads with ``torch.load(weights_only=True)``)::
+
+    format: "dmif-model", format_version: 1, package_version: DMIFLib version that wrote it
+    marker: name of the predicted marker (e.g. "1p/19q co-deletion"); p = P(marker present)
+    modalities: ["t1c", "t2w", ...] in MODALITIES order (the fused net's input channel order)
+    preprocessing: PreprocessSettings.to_dict() used for training (prediction reuses it)
+    cutoff: decision threshold on p_fused (Youden's J on the training patients)
+    nets: {modality: {"spec", "state_dict"} (that modality's DMIF-Net), "fused": {...} (the multimodal net)}
+    info: provenance (plain types: training preset, seed, cohort hash, metrics, ...)
+
+Net specs are the nets' ``spec()`` dicts, rebuilt with :func:`DMIFLib.nets.build_net`.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from DMIFLib import __version__
+from DMIFLib.atomic import atomic_path
+from DMIFLib.cohort import MODALITIES
+
+MODEL_FORMAT = "dmif-model"
+FORMAT_VERSION = 1
+FUSED = "fused"
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing, corrupt or incompatible; the message names the file and the problem."""
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for prediction: ``nets[modality]`` (B, 1, S, S) → logits, ``nets["fused"]`` (B, M, S, S).
+
+    ``settings`` is a ``PreprocessSettings``; ``path`` the file it came from (None when built in memory).
+    """
+
+    nets: dict[str, nn.Module]
+    modalities: tuple[str, ...]
+    marker: str
+    settings: Any
+    cutoff: float
+    device: torch.device
+    info: dict = field(default_factory=dict)
+    package_version: str = __version__
+    path: Path | None = None
+
+    @property
+    def net(self) -> nn.Module:
+        """The multimodal (fused) net."""
+        return self.nets[FUSED]
+
+
+def model_dict(nets: dict[str, nn.Module], modalities: tuple[str, ...], marker: str, settings: Any, cutoff: float,
+               info: dict | None = None) -> dict:
+    """The model file's content (see the module docstring); ``settings`` is a ``PreprocessSettings``."""
+    return {
+        "format": MODEL_FORMAT, "format_version": FORMAT_VERSION, "package_version": __version__,
+        "marker": marker, "modalities": list(modalities), "preprocessing": settings.to_dict(),
+        "cutoff": float(cutoff), "info": dict(info or {}),
+        "nets": {name: {"spec": net.spec(), "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
+                 for name, net in nets.items()},
+    }
+
+
+def save_model(path: str | os.PathLike, model: LoadedModel) -> Path:
+    """Write ``model`` to ``path`` atomically."""
+    path = Path(path)
+    content = model_dict(model.nets, model.modalities, model.marker, model.settings, model.cutoff, model.info)
+    with atomic_path(path) as tmp:
+        torch.save(content, tmp)
+    return path
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+    """Read a model file and rebuild its nets on ``device`` (in eval mode).
+
+    Raises :class:`ModelFileError` naming ``path`` when the file is missing, not a torch file, truncated,
+    not a DMIF model, from a newer format, or when its weights do not fit its net specs.
+    """
+    from DMIFLib.nets import build_net
+    from DMIFLib.preprocessing.settings import PreprocessSettings
+    from DMIFLib.training.device import resolve_device
+
+    path = Path(path)
+    device = resolve_device(device)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: model file not found")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as error:
+        raise ModelFileError(f"{path}: not a readable model file ({type(error).__name__}: {error})") from None
+    if not isinstance(content, dict) or content.get("format") != MODEL_FORMAT:
+        raise ModelFileError(f"{path}: not a DMIF model file (no 'format: {MODEL_FORMAT}' entry)")
+    version = content.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(f"{path}: model format version {version} was written by DMIFLib "
+                             f"{content.get('package_version')}; this DMIFLib {__version__} reads up to "
+                             f"{FORMAT_VERSION} — update the extension")
+    try:
+        modalities = tuple(content["modalities"])
+        unknown = [m for m in modalities if m not in MODALITIES]
+        if unknown or not modalities:
+            raise ModelFileError(f"{path}: unknown modalities {unknown or '(none)'}; known: {', '.join(MODALITIES)}")
+        settings = PreprocessSettings.from_dict(content["preprocessing"])
+        nets: dict[str, nn.Module] = {}
+        for name in (*modalities, FUSED):
+            entry = content["nets"][name]
+            net = build_net(entry["spec"])
+            net.load_state_dict(entry["state_dict"])
+            nets[name] = net.to(device).eval()
+        return LoadedModel(nets=nets, modalities=modalities, marker=str(content["marker"]), settings=settings,
+                           cutoff=float(content["cutoff"]), device=device, info=dict(content.get("info", {})),
+                           package_version=str(content.get("package_version")), path=path)
+    except ModelFileError:
+        raise
+    except KeyError as error:
+        raise ModelFileError(f"{path}: incompatible model file, entry {error} is missing") from None
+    except (RuntimeError, ValueError, TypeError) as error:
+        raise ModelFileError(f"{path}: incompatible model file ({error})") from None

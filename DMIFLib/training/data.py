@@ -1,0 +1,89 @@
+"""A cohort's slice stacks and labels for training, cached as ``.npz`` so that resumes and reruns skip the work."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from DMIFLib.cohort import CohortCase, read_cohort
+from DMIFLib.training.errors import RunCancelledError
+
+
+@dataclass
+class PatientSlices:
+    """One labelled patient: its ``SliceStack`` (images[modality] (n, S, S) float32) and label (0/1)."""
+
+    patient_id: str
+    label: int
+    stack: object
+    split: str | None = None
+
+
+def _file_stamp(path: Path) -> list:
+    try:
+        stat = path.stat()
+        return [str(path), stat.st_size, stat.st_mtime_ns]
+    except OSError:
+        return [str(path)]
+
+
+def cache_key(case: CohortCase, settings) -> str:
+    """SHA-256 of the preprocessing settings and the case's input files (path, size, modification time)."""
+    files = [*(case.images[m] for m in case.modalities), *([case.brain_mask] if case.brain_mask else [])]
+    if not case.roi_is_inline():
+        files.append(Path(case.roi))
+    blob = json.dumps({"settings": settings.to_dict(), "files": [_file_stamp(f) for f in files], "roi": case.roi},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _cache_file(cache_dir: Path, patient_id: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", patient_id)[:60]
+    return cache_dir / f"{safe}-{hashlib.sha1(patient_id.encode()).hexdigest()[:8]}.npz"
+
+
+def load_cohort_slices(cohort: str | os.PathLike | Sequence[CohortCase], settings,
+                       progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
+                       cache_dir: str | os.PathLike | None = None,
+                       modalities: Sequence[str] = ()) -> list[PatientSlices]:
+    """Slice stacks of every labelled patient, in cohort order.
+
+    ``cohort``: a cohort.csv path or its cases (every case needs a label and the ``modalities`` asked for).
+    ``settings``: ``PreprocessSettings``. With ``cache_dir``, each stack is saved there as ``.npz`` keyed by
+    :func:`cache_key` and reused while the settings and input files are unchanged. ``progress`` gets
+    ``{"stage": "slices", "case", "cases", "patient_id"}``; ``cancel`` is checked before each case.
+    Raises ``CohortError`` / ``PreprocessingError`` naming the case.
+    """
+    from DMIFLib.preprocessing.pipeline import case_slices
+    from DMIFLib.preprocessing.slices import SliceStack
+
+    cases = (read_cohort(cohort, require_labels=True, require_modalities=modalities)
+             if isinstance(cohort, (str, os.PathLike)) else list(cohort))
+    cache = Path(cache_dir) if cache_dir is not None else None
+    out = []
+    for number, case in enumerate(cases, start=1):
+        if cancel is not None and cancel.is_set():
+            raise RunCancelledError(f"slice extraction cancelled before case {case.patient_id}")
+        if progress is not None:
+            progress({"stage": "slices", "case": number, "cases": len(cases), "patient_id": case.patient_id})
+        key = cache_key(case, settings)
+        path = _cache_file(cache, case.patient_id) if cache is not None else None
+        stack = None
+        if path is not None and path.is_file():
+            cached = SliceStack.load(path)
+            if cached.info.get("cache_key") == key:
+                stack = cached
+        if stack is None:
+            stack = case_slices(case, settings)
+            stack.patient_id = case.patient_id
+            if path is not None:
+                stack.info = {**stack.info, "cache_key": key}
+                stack.save(path)
+        out.append(PatientSlices(case.patient_id, int(case.label), stack, case.split))
+    return out

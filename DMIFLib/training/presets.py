@@ -1,0 +1,96 @@
+"""Training presets: ``paper`` (Algorithm 1 as published) and ``quick`` (a CPU demo), plus overrides.
+
+``paper``: batch 64, 150 epochs per stage, learning rates 1e-3 / 1e-4 / 1e-5 for stages 1 / 2 / 3, the
+paper's net widths, all augmentations. ``quick``: narrower nets (``DMIFLib.nets.preset_spec(..., "quick")``),
+64×64 slices, a few epochs and at most a few slices per patient, so that a 60-patient synthetic cohort
+trains in minutes on two CPU cores. ``tiny`` is for unit tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from DMIFLib.training.augment import AugmentConfig
+from DMIFLib.training.errors import TrainingError
+
+STAGES = ("stage1", "stage2", "stage3")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run; plain types only (it goes into checkpoints and run.json).
+
+    net_width: the nets' width preset ("tiny", "quick", "paper"); mi_scales: MI-Net's scattering scales J.
+    epochs, lr: per stage ("stage1", "stage2", "stage3"). slice_size: the preprocessing's S×S.
+    max_slices: at most this many slices per training patient, evenly spaced through the stack (None: all).
+    val_fraction: share of each class of the training patients held out for ReduceLROnPlateau / model choice.
+    augment: ``AugmentConfig`` fields, or None for no augmentation. modalities: None = every modality that
+    all patients have. scattering_cache: train MI-Net (stage 1) from cached scattering coefficients.
+    """
+
+    preset: str = "paper"
+    net_width: str = "paper"
+    mi_scales: tuple[int, ...] = (2, 3, 4)
+    batch_size: int = 64
+    epochs: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGES, 150))
+    lr: dict[str, float] = field(default_factory=lambda: {"stage1": 1e-3, "stage2": 1e-4, "stage3": 1e-5})
+    patience: int = 5
+    slice_size: int = 128
+    max_slices: int | None = None
+    val_fraction: float = 0.2
+    test_fraction: float = 0.25
+    seed: int = 0
+    augment: dict | None = field(default_factory=lambda: AugmentConfig().to_dict())
+    modalities: tuple[str, ...] | None = None
+    marker: str = "1p/19q co-deletion"
+    scattering_cache: bool = True
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise TrainingError(f"unknown training setting(s) {unknown}; known: {sorted(names)}")
+        config = cls(**data)
+        config.mi_scales = tuple(config.mi_scales)
+        if config.modalities is not None:
+            config.modalities = tuple(config.modalities)
+        return config
+
+
+_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "quick": {
+        "net_width": "quick", "mi_scales": (2, 3), "batch_size": 32, "slice_size": 64, "max_slices": 8,
+        "epochs": {"stage1": 8, "stage2": 4, "stage3": 3}, "lr": {"stage1": 1e-3, "stage2": 3e-4, "stage3": 1e-4},
+        "augment": AugmentConfig(affine_prob=0.0, gaussian_prob=0.0, rayleigh_prob=0.0).to_dict(),
+    },
+}
+PRESET_NAMES = tuple(_PRESETS)
+
+
+def make_config(preset: str = "quick", overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The preset's configuration with ``overrides`` applied.
+
+    ``overrides`` uses :class:`TrainConfig` field names; ``epochs`` and ``lr`` accept a number (every stage)
+    or a partial per-stage dict; ``augment`` a partial dict of ``AugmentConfig`` fields, or None.
+    """
+    if preset not in _PRESETS:
+        raise TrainingError(f"unknown preset '{preset}'; choose one of {', '.join(PRESET_NAMES)}")
+    data = TrainConfig().to_dict()
+    data.update(_PRESETS[preset], preset=preset)
+    for key, value in (overrides or {}).items():
+        if key in ("epochs", "lr") and not isinstance(value, dict):
+            value = dict.fromkeys(STAGES, value)
+        if key in ("epochs", "lr", "augment") and isinstance(value, dict) and data.get(key) is not None:
+            value = {**data[key], **value}
+        data[key] = value
+    if data["augment"] is not None:
+        AugmentConfig.from_dict(data["augment"])  # reject unknown augmentation keys early
+    return TrainConfig.from_dict(data)
