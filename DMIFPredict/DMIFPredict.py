@@ -180,12 +180,14 @@ class DMIFPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay(_("Prediction failed."), waitCursor=False):
             self.logic.ensureDependencies()
+            from DMIFLib.training.errors import RunCancelledError
+
             self._setRunning(True)
             try:
                 parameters = self._parameterNode
                 prediction, results, slices = self.logic.predictFromParameters(
                     slicer.mrmlScene, parameters, progress=self._onProgress, cancel=self._cancel)
-            except InterruptedError:
+            except (InterruptedError, RunCancelledError):
                 self.ui.statusLabel.text = _("Cancelled.")
                 return
             finally:

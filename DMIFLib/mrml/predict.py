@@ -11,13 +11,29 @@ from collections.abc import Callable, Mapping
 
 import slicer
 
+from DMIFLib.mrml import tables
 from DMIFLib.mrml.roi import roi_node_to_box
 from DMIFLib.mrml.scene import MRMLError
 from DMIFLib.mrml.volumes import volume_to_image
 
-RESULT_COLUMNS = ("patient_id", "marker", "p_t1c", "p_t2w", "p_flair", "p_fused", "prediction", "cutoff",
-                  "n_slices", "model_name", "model_version")
-"""Columns of the results table (``p_flair`` only when the model uses FLAIR)."""
+
+def result_columns(modalities) -> list[str]:
+    """Columns of the results table: ``patient_id, marker, p_<modality>..., p_fused, prediction, cutoff,
+    n_slices, model_name, model_version`` (the ``dmif predict`` columns plus the marker and the model)."""
+    return ["patient_id", "marker", *(f"p_{m}" for m in modalities), "p_fused", "prediction", "cutoff", "n_slices",
+            "model_name", "model_version"]
+
+
+def slice_columns(modalities) -> list[str]:
+    """Columns of the per-slice table (those of ``slice_predictions.tsv``)."""
+    return ["patient_id", "slice_index", *(f"p_{m}" for m in modalities), "p_fused"]
+
+
+def _check(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        from DMIFLib.training.errors import RunCancelledError
+
+        raise RunCancelledError("prediction cancelled")
 
 
 def settings_for(model, register: bool = True, bias_correction: bool = True, skull_strip: bool = True):
@@ -55,17 +71,43 @@ def predict_nodes(model, volumes: Mapping[str, slicer.vtkMRMLScalarVolumeNode], 
     images = {m: volume_to_image(volumes[m]) for m in needed}
     box = roi_node_to_box(roi)
     mask = volume_to_image(brain_mask) if brain_mask is not None else None
-    if cancel is not None and cancel.is_set():
-        raise InterruptedError("prediction cancelled")
+    _check(cancel)
     if progress:
         progress({"step": "preprocess", "fraction": 0.1, "message": "Preprocessing"})
     case = patient_name or volumes["t1c"].GetName()
     stack = image_slices(images, box, settings, brain_mask=mask, backend=backend, case=case)
-    if cancel is not None and cancel.is_set():
-        raise InterruptedError("prediction cancelled")
+    _check(cancel)
     if progress:
         progress({"step": "predict", "fraction": 0.8, "message": f"Predicting {len(stack.slice_indices)} slices"})
+    stack.patient_id = case
     prediction = predict_stack(model, stack)
     if progress:
         progress({"step": "done", "fraction": 1.0, "message": "Done"})
     return prediction
+
+
+def prediction_tables(scene: slicer.vtkMRMLScene, prediction, model, patient_id: str,
+                      reference_node: slicer.vtkMRMLNode | None = None,
+                      results_node: slicer.vtkMRMLTableNode | None = None,
+                      slices_node: slicer.vtkMRMLTableNode | None = None):
+    """The results table (one row, :func:`result_columns`) and the per-slice table of a CasePrediction, placed
+    under the patient's subject (the one holding ``reference_node``, else a subject named ``patient_id``)."""
+    info = model_info(model)
+    modalities = info["modalities"]
+    row = {"patient_id": patient_id, "marker": info["marker"], "p_fused": float(prediction.p_fused),
+           "prediction": int(prediction.prediction), "cutoff": float(prediction.cutoff),
+           "n_slices": int(prediction.n_slices), "model_name": info["model_name"],
+           "model_version": info["model_version"],
+           **{f"p_{m}": float(prediction.probabilities[m]) for m in modalities}}
+    results = tables.table_from_rows(scene, f"{patient_id} DMIF results", [row], result_columns(modalities),
+                                     results_node)
+    slice_rows = [{"patient_id": patient_id, "slice_index": int(index),
+                   **{f"p_{m}": float(prediction.slice_probabilities[m][i]) for m in modalities},
+                   "p_fused": float(prediction.slice_probabilities["fused"][i])}
+                  for i, index in enumerate(prediction.slice_indices)]
+    slices = tables.table_from_rows(scene, f"{patient_id} DMIF slices", slice_rows, slice_columns(modalities),
+                                    slices_node)
+    for node in (results, slices):
+        node.SetAttribute("DMIF.marker", info["marker"])
+    tables.place_under(scene, tables.patient_item(scene, patient_id, reference_node), [results, slices])
+    return results, slices

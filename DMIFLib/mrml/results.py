@@ -13,7 +13,7 @@ import slicer
 
 from DMIFLib.mrml import tables
 
-HISTORY_CURVES = ("loss", "train_loss", "val_loss", "val_auc", "val_accuracy", "train_accuracy", "lr")
+HISTORY_CURVES = ("loss", "val_loss", "val_auc")
 """History columns that are plotted when present."""
 
 

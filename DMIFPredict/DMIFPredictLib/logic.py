@@ -43,7 +43,6 @@ class PredictLogic:
     def loadModel(self, path: str, device: str = "auto"):
         """The LoadedModel of ``path`` on ``device`` (cached while the file is unchanged)."""
         from DMIFLib.model_file import load_model
-
         from DMIFLib.training.device import resolve_device
 
         file = Path(path)
@@ -96,11 +95,12 @@ class PredictLogic:
         if progress:
             progress({"step": "model", "fraction": 0.0, "message": "Loading the model"})
         model = self.loadModel(modelPath, device)
-        settings = settings_for(register=register, bias_correction=biasCorrection, skull_strip=skullStrip)
+        settings = settings_for(model, register=register, bias_correction=biasCorrection, skull_strip=skullStrip)
         backend = self.backendFactory(cancel=cancel, progress=progress) if self.backendFactory else None
-        prediction = predict_nodes(model, {"t1c": t1c, "t2w": t2w, "flair": flair}, roi, settings,
-                                   brain_mask=brainMask, backend=backend, progress=progress, cancel=cancel)
         patient = patientName or patient_name(scene, t1c)
+        prediction = predict_nodes(model, {"t1c": t1c, "t2w": t2w, "flair": flair}, roi, settings,
+                                   brain_mask=brainMask, backend=backend, progress=progress, cancel=cancel,
+                                   patient_name=patient)
         results, slices = prediction_tables(scene, prediction, model, patient, reference_node=t1c,
                                             results_node=resultsTable, slices_node=slicesTable)
         return prediction, results, slices

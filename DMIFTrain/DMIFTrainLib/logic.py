@@ -25,8 +25,8 @@ from DMIFLib.mrml.subjects import guess_modality
 from DMIFTrainLib.process import WorkerProcess
 
 DEVICES = ("auto", "cpu", "cuda")
-PRESETS = ("quick", "paper", "tiny")
-"""Training presets of DMIFLib.training (quick: CPU-sized; paper: the paper's settings; tiny: smoke tests)."""
+PRESETS = ("quick", "paper")
+"""Training presets of DMIFLib.training (quick: CPU-sized; paper: the paper's settings)."""
 
 COHORT_COLUMNS = ("patient_id", "t1c", "t2w", "flair", "roi", "label", "split")
 @dataclass
@@ -39,6 +39,7 @@ class TrainNodes:
     roc: slicer.vtkMRMLPlotChartNode
     rocTable: slicer.vtkMRMLTableNode
     modelPath: Path
+    folderItem: int
 
 
 class TrainLogic:
@@ -214,3 +215,40 @@ class TrainLogic:
                     parts.append(f"{key} {event[key]:.3f}")
             text = " · ".join(parts)
         return text, (float(fraction) if isinstance(fraction, (int, float)) else None)
+
+    # --- results -----------------------------------------------------------------------------------------
+    def loadResults(self, scene: slicer.vtkMRMLScene, outputFolder, metricsTable=None, historyTable=None,
+                    rocChart=None) -> TrainNodes:
+        """The nodes of a finished run in ``outputFolder``: the test-set metrics in the paper's Table 2 columns
+        (patient and slice level, 95% CIs; ``dmif evaluate`` on the run's test predictions), the history table
+        and chart, the ROC chart of the test patients (fused probability), grouped in a subject-hierarchy
+        folder. Raises MRMLError when the run is not finished."""
+        from DMIFLib.evaluation.evaluate import evaluate_predictions
+        from DMIFLib.mrml.results import history_nodes, read_table_file, roc_nodes, table_from_file
+        from DMIFLib.training.algorithm import HISTORY_NAME, MODEL_NAME, RUN_NAME, SPLIT_NAME
+
+        out = Path(outputFolder)
+        missing = [n for n in (MODEL_NAME, RUN_NAME, HISTORY_NAME, SPLIT_NAME, "predictions.tsv")
+                   if not (out / n).is_file()]
+        if missing:
+            raise MRMLError(f"{out}: no finished training run ({', '.join(missing)} missing)")
+        run = json.loads((out / RUN_NAME).read_text(encoding="utf-8"))
+        tables_out = evaluate_predictions(out / "predictions.tsv", run["cohort"], out / "evaluation")
+        metrics = table_from_file(scene, tables_out["table2"], "DMIF metrics (test set)", metricsTable)
+        history, historyChart = history_nodes(scene, out / HISTORY_NAME, "DMIF history", historyTable)
+        _, split_rows = read_table_file(out / SPLIT_NAME)
+        labels = {str(r["patient_id"]): int(r["label"]) for r in split_rows if r["split"] == "test"}
+        _, predictions = read_table_file(out / "predictions.tsv")
+        tested = [r for r in predictions if str(r["patient_id"]) in labels]
+        rocTable, roc = roc_nodes(scene, [labels[str(r["patient_id"])] for r in tested],
+                                  [float(r["p_fused"]) for r in tested], "DMIF ROC (test patients)",
+                                  chart=rocChart)
+        sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+        folder = sh.CreateFolderItem(sh.GetSceneItemID(), f"DMIF training {out.name}")
+        tables.place_under(scene, folder, [metrics, history, historyChart, rocTable, roc])
+        for index in range(roc.GetNumberOfPlotSeriesNodes()):
+            tables.place_under(scene, folder, [roc.GetNthPlotSeriesNode(index)])
+        for index in range(historyChart.GetNumberOfPlotSeriesNodes()):
+            tables.place_under(scene, folder, [historyChart.GetNthPlotSeriesNode(index)])
+        return TrainNodes(metrics=metrics, history=history, historyChart=historyChart, roc=roc, rocTable=rocTable,
+                          modelPath=out / MODEL_NAME, folderItem=folder)
