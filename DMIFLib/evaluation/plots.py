@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
-from sklearn.metrics import roc_curve
+from sklearn.metrics import roc_auc_score, roc_curve
 
 from DMIFLib.stats import auc_ci
 
@@ -22,47 +22,49 @@ def _png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def roc_figure(y_true, scores: Mapping[str, np.ndarray], title: str) -> bytes:
-    """ROC curves of several scores (n,) for the same 0/1 labels (n,); the legend gives AUC and DeLong 95% CI."""
+def roc_figure(y_true, scores: Mapping[str, np.ndarray], title: str, delong_ci: bool = True) -> bytes:
+    """ROC curves of several scores (n,) for the same 0/1 labels (n,); the legend gives the AUC, with its DeLong
+    95% CI when ``delong_ci`` (only valid for independent cases, i.e. patient level)."""
     y = np.asarray(y_true).astype(int)
-    fig = Figure(figsize=(5.5, 5))
+    fig = Figure(figsize=(6, 6.2 + 0.17 * len(scores)))
     ax = fig.subplots()
-    for name, score in scores.items():
+    styles = ("-", "--", "-.", ":")
+    for i, (name, score) in enumerate(scores.items()):
         fpr, tpr, _ = roc_curve(y, score)
-        try:
+        if delong_ci and min(y.sum(), len(y) - y.sum()) >= 2:
             auc, low, high = auc_ci(y, score)
             label = f"{name}: AUC {auc:.3f} [{low:.3f}, {high:.3f}]"
-        except ValueError:  # fewer than 2 cases in a class: no DeLong CI
-            label = name
-        ax.plot(fpr, tpr, lw=1.6, label=label)
+        else:
+            label = f"{name}: AUC {roc_auc_score(y, score):.3f}"
+        ax.plot(fpr, tpr, lw=1.5, ls=styles[(i // 10) % len(styles)], label=label)
     ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--")
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title, xlim=(0, 1), ylim=(0, 1.01), aspect="equal")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1, frameon=False)
     return _png(fig)
 
 
 def history_figure(rows: Sequence[Mapping[str, str]], title: str = "Training curves") -> bytes:
-    """Training / validation loss and validation AUC per epoch, one panel pair per stage (rows of history.tsv)."""
+    """Training / validation loss and validation AUC per epoch, one line per stage (rows of history.tsv)."""
     stages = list(dict.fromkeys(r.get("stage", "fit") for r in rows))
-    fig = Figure(figsize=(10, 2.6 * len(stages)))
-    axes = fig.subplots(len(stages), 2, squeeze=False)
+    fig = Figure(figsize=(11, 4.2 + 0.09 * len(stages)))
+    ax_loss, ax_auc = fig.subplots(1, 2)
 
     def values(part, key):
         return np.array([float(r[key]) if r.get(key) not in (None, "") else np.nan for r in part])
 
-    for (ax_loss, ax_auc), stage in zip(axes, stages, strict=True):
+    for i, stage in enumerate(stages):
         part = [r for r in rows if r.get("stage", "fit") == stage]
-        epoch = values(part, "epoch")
-        ax_loss.plot(epoch, values(part, "loss"), marker=".", label="train loss")
+        epoch, color = values(part, "epoch"), f"C{i % 10}"
+        style = ("-", "--", "-.", ":")[(i // 10) % 4]
+        ax_loss.plot(epoch, values(part, "loss"), color=color, ls=style, marker=".", label=f"{stage} (train)")
         if "val_loss" in part[0]:
-            ax_loss.plot(epoch, values(part, "val_loss"), marker=".", label="validation loss")
-        ax_loss.set(title=f"{stage}: loss", xlabel="epoch", ylabel="BCE")
-        ax_loss.legend(fontsize=7)
+            ax_loss.plot(epoch, values(part, "val_loss"), color=color, ls=style, alpha=0.45, marker="x")
         if "val_auc" in part[0]:
-            ax_auc.plot(epoch, values(part, "val_auc"), marker=".", color="C2")
-        ax_auc.set(title=f"{stage}: validation AUC", xlabel="epoch", ylim=(0, 1.02))
+            ax_auc.plot(epoch, values(part, "val_auc"), color=color, ls=style, marker=".", label=stage)
+    ax_loss.set(title="loss (dots: training, faint crosses: validation)", xlabel="epoch", ylabel="BCE")
+    ax_auc.set(title="validation AUC (slice level)", xlabel="epoch", ylim=(0, 1.02))
+    ax_loss.legend(fontsize=7, loc="upper center", bbox_to_anchor=(1.1, -0.14), ncol=3, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout()
     return _png(fig)
 
 

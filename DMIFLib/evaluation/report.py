@@ -27,9 +27,10 @@ from DMIFLib.evaluation.tables import read_tsv
 
 TABLE_FILES = (
     ("table2_metrics.tsv", "Classification metrics (paper Table 2 layout)"),
+    ("table2_reference_cnns.tsv", "Table 2: DMIF-Net against reference CNNs (DeLong p vs DMIF-Net, patient level)"),
+    ("table3_ablations.tsv", "Table 3: ablations (DeLong p vs multimodal DMIF-Net, patient level)"),
     ("metrics.tsv", "Training run metrics"),
-    ("metrics_ci.tsv", "95% confidence intervals of every metric (patient-clustered bootstrap)"),
-    ("delong_tests.tsv", "DeLong tests of AUC against the reference model (paper Table 3 layout)"),
+    ("delong_tests.tsv", "Paired DeLong tests of AUC against the reference model (Bonferroni within each table)"),
     ("separability.tsv", "Feature separability: MMD and cosine Dist (paper eq. 9–11; larger = better separated)"),
 )
 PACKAGES = ("torch", "numpy", "scipy", "scikit-learn", "kymatio", "SimpleITK", "monai", "matplotlib")
@@ -63,6 +64,19 @@ def html_table(rows: Sequence[Mapping[str, str]], caption: str = "", max_rows: i
     body = "".join("<tr>" + "".join(_cell(r.get(c, "")) for c in columns) + "</tr>" for r in rows[:max_rows])
     more = f'<p class="note">… {len(rows) - max_rows} more rows in the TSV file</p>' if len(rows) > max_rows else ""
     return f"<table><caption>{html.escape(caption)}</caption><tr>{head}</tr>{body}</table>{more}"
+
+
+def ci_pivot(rows: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
+    """metrics_ci.tsv (one row per model, level and metric) as one row per model and level: "value [low, high]"."""
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    for r in rows:
+        key = (r["model"], r["level"])
+        row = out.setdefault(key, {"model": r["model"], "level": r["level"]})
+        try:
+            row[r["metric"]] = f"{float(r['value']):.3f} [{float(r['ci_low']):.3f}, {float(r['ci_high']):.3f}]"
+        except ValueError:
+            row[r["metric"]] = r["value"]
+    return list(out.values())
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -152,11 +166,15 @@ def build_report(run_dir: str | os.PathLike, out_path: str | os.PathLike | None 
         parts.append('<p class="note">level = patient: one probability per patient (mean over its slices); '
                      "level = slice: every slice counted, CIs from a bootstrap that resamples whole patients. "
                      "PPV = TP/(TP+FP), NPV = TN/(TN+FN). The cut-off was chosen on the training data.</p>")
+    if (ci := tsv("metrics_ci.tsv")):
+        parts.append(html_table(ci_pivot(ci), "Every metric with its 95% CI (percentile bootstrap resampling whole "
+                                "patients; value [low, high])"))
     # ROC curves
     figures = []
     for name, level in (("scores_patient.tsv", "patient"), ("scores_slice.tsv", "slice")):
         if (data := _labelled_scores(tsv(name), None)) is not None:
-            figures.append(_img(roc_figure(*data, title=f"ROC, {level} level, test set"), f"ROC {level}"))
+            title = f"ROC, {level} level, test set" + ("" if level == "patient" else " (CIs in the tables)")
+            figures.append(_img(roc_figure(*data, title=title, delong_ci=level == "patient"), f"ROC {level}"))
     predictions = tsv("predictions.tsv")
     if not figures and (data := _labelled_scores(predictions, labels)) is not None:
         figures.append(_img(roc_figure(*data, title="ROC, patient level (predictions.tsv)"), "ROC"))
