@@ -5,12 +5,13 @@ Both classes are sums of the same number of plane waves with the same wavelength
 classes: first-order statistics (mean, variance, histogram) do not separate them. What differs is the
 distribution of wave orientations in the axial plane:
 
-- label 1: a fraction ``anisotropy`` (drawn in [0.55, 1]) of the waves point along a dominant orientation
+- label 1: a fraction ``anisotropy`` (drawn in [0.5, 1]) of the waves point along a dominant orientation
   (random per patient, per-band jitter of ±10°, spread 8–20°); the rest are isotropic. Gives stripes.
-- label 0: a fraction ``anisotropy`` drawn in [0, 0.3] is oriented, the rest isotropic. Gives blobs.
+- label 0: a fraction ``anisotropy`` drawn in [0, 0.45] is oriented, the rest isotropic. Gives blobs.
 
-The overlap of the anisotropy ranges, the random spread and the acquisition noise keep the classes from being
-perfectly separable. Wave vectors stay within ±10° of the axial plane so thick slices do not average them away.
+The anisotropy ranges nearly meet; with the random spread, the per-patient texture gain, the tumour size and
+the acquisition noise, the classes are not perfectly separable from the images.
+Wave vectors stay within ±10° of the axial plane so thick slices do not average them away.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ BAND_WAVELENGTHS_MM: tuple[float, ...] = (2.6, 4.0, 6.5)
 """Centre wavelength of each texture band (mm); ±12 % radial spread inside a band."""
 
 WAVES_PER_BAND = 40
-ANISOTROPY_RANGE = {1: (0.55, 1.0), 0: (0.0, 0.3)}
+ANISOTROPY_RANGE = {1: (0.5, 1.0), 0: (0.0, 0.45)}
 
 
 @dataclass(frozen=True)
