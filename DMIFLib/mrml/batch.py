@@ -8,7 +8,6 @@ the PyPI package slicer-core (``python DMIFBatch.py ARGS``): same code, same out
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,8 @@ from pathlib import Path
 import slicer
 
 from DMIFLib.mrml import tables
+from DMIFLib.mrml.predict import model_info, result_columns
+from DMIFLib.mrml.results import read_table_file
 from DMIFLib.mrml.scene import in_slicer_application, new_scene, save_scene
 
 COHORT_TABLE_NAME = "DMIF predictions"
@@ -35,35 +36,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read_tsv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle, delimiter="\t")
-        return list(reader.fieldnames or []), list(reader)
-
-
-def _typed(value: str):
-    """'0.25' -> 0.25, '1' -> 1, other text unchanged (so numeric columns become numeric table columns)."""
-    for convert in (int, float):
-        try:
-            return convert(value)
-        except (TypeError, ValueError):
-            pass
-    return value
-
-
 def predictions_to_scene(predictions_tsv: Path, scene: slicer.vtkMRMLScene, model_info: dict | None = None):
-    """Table nodes for a ``predictions.tsv``: the cohort table (same columns) and one results table per patient,
-    placed under the patient's subject item. Returns (cohort table, {patient_id: table})."""
-    columns, rows = _read_tsv(predictions_tsv)
+    """Table nodes for a ``predictions.tsv``: the cohort table (same columns) and one results table per patient
+    (the columns of DMIF Predict's results table, with ``model_info``'s marker/model_name/model_version), placed
+    under the patient's subject item. Returns (cohort table, {patient_id: table})."""
+    columns, typed = read_table_file(predictions_tsv)
     if "patient_id" not in columns:
         raise ValueError(f"{predictions_tsv}: no patient_id column")
-    typed = [{c: _typed(row[c]) for c in columns} for row in rows]
     cohort = tables.table_from_rows(scene, COHORT_TABLE_NAME, typed, columns)
     per_patient = {}
-    extra = {k: v for k, v in (model_info or {}).items() if k not in columns}
+    modalities = [c[2:] for c in columns if c.startswith("p_") and c != "p_fused"]
+    patient_columns = [c for c in result_columns(modalities) if c in columns or c in (model_info or {})]
     for row in typed:
         patient = str(row["patient_id"])
-        table = tables.table_from_rows(scene, f"{patient} DMIF results", [{**row, **extra}], [*columns, *extra])
+        table = tables.table_from_rows(scene, f"{patient} DMIF results", [{**row, **(model_info or {})}],
+                                       patient_columns)
         tables.place_under(scene, tables.patient_item(scene, patient), [table])
         per_patient[patient] = table
     return cohort, per_patient
@@ -79,10 +66,11 @@ def run(args: argparse.Namespace) -> Path:
     from DMIFLib.inference import predict_cohort
     from DMIFLib.model_file import load_model
 
-    model_info = load_model(args.model).table_info()
+    info = model_info(load_model(args.model))
+    about_model = {k: info[k] for k in ("marker", "model_name", "model_version")}
     predictions = Path(predict_cohort(args.cohort, args.model, args.out, device=args.device, progress=_progress))
     scene = slicer.mrmlScene if in_slicer_application() else new_scene()
-    predictions_to_scene(predictions, scene, model_info)
+    predictions_to_scene(predictions, scene, about_model)
     scene_path = save_scene(scene, Path(args.out) / args.scene_name)
     _progress({"message": f"wrote {predictions} and {scene_path}"})
     return scene_path
@@ -95,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         run(args)
-    except (OSError, ValueError, RuntimeError) as error:
+    except (OSError, ValueError, RuntimeError) as error:  # CohortError, PreprocessingError, ModelFileError, ...
         print(f"DMIFBatch: error: {error}", file=sys.stderr)
         return 1
     return 0

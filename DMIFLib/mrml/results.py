@@ -27,7 +27,8 @@ def _typed(value: str):
 
 
 def read_table_file(path: str | os.PathLike) -> tuple[list[str], list[dict]]:
-    """A TSV (or CSV, by extension) with a header -> (columns, rows with numbers converted)."""
+    """A TSV (or CSV, by extension) with a header -> (columns, rows with numbers converted; identifiers such as
+    ``patient_id`` stay text, so that '007' is not read as 7)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: results file not found")
@@ -35,7 +36,8 @@ def read_table_file(path: str | os.PathLike) -> tuple[list[str], list[dict]]:
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle, delimiter=delimiter)
         columns = list(reader.fieldnames or [])
-        rows = [{c: _typed(row.get(c, "")) for c in columns} for row in reader]
+        rows = [{c: row.get(c, "") if c.endswith("_id") else _typed(row.get(c, "")) for c in columns}
+                for row in reader]
     return columns, rows
 
 

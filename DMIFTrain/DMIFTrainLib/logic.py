@@ -180,30 +180,38 @@ class TrainLogic:
         """Blocking training run in the worker (headless use and tests): forwards the events to ``progress``,
         kills the worker when ``cancel`` is set. Returns the output folder; raises on failure/cancel."""
         worker = self.startTraining(cohortCsv, outputFolder, **options)
+        errors: list[str] = []
+
+        def forward(events: list[dict]) -> None:
+            for event in events:
+                if event.get("event") == "error":
+                    errors.append(str(event.get("message")))
+                if progress:
+                    progress(event)
+
         try:
             while worker.running():
                 if cancel is not None and cancel.is_set():
                     worker.cancel()
                     raise InterruptedError("training cancelled")
-                for event in worker.events():
-                    if progress:
-                        progress(event)
+                forward(worker.events())
                 time.sleep(poll_s)
             code = worker.wait()
-            for event in worker.events():
-                if progress:
-                    progress(event)
+            forward(worker.events())
         finally:
             if worker.running():
                 worker.cancel()
         if code != 0:
-            raise RuntimeError(f"training worker failed (exit code {code}): {worker.stderr_tail()}")
+            detail = errors[-1] if errors else worker.stderr_tail()
+            raise RuntimeError(f"training worker failed (exit code {code}): {detail}")
         return Path(outputFolder)
 
     @staticmethod
     def describeEvent(event: Mapping) -> tuple[str, float | None]:
         """A status line and a 0..1 fraction (or None) for one worker event."""
         fraction = event.get("fraction")
+        if event.get("event") == "error":
+            return f"Error: {event.get('message')}", None
         if event.get("message"):
             text = str(event["message"])
         else:

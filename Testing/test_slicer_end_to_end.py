@@ -1,0 +1,154 @@
+"""The Slicer modules' logic end to end under slicer-core (no GUI), on real data where there is some.
+
+One tiny DMIF-Net is trained on a tiny synthetic cohort by DMIFTrain's logic, in the training worker
+subprocess (``python -m DMIFLib.worker train``, i.e. ``train_cohort`` — the code behind ``dmif train``); then
+
+- the Train logic turns the run into the metrics, history and ROC nodes;
+- the Predict logic runs that model on the real TCGA-FG-6692 case loaded into MRML volume nodes, with a
+  Markups ROI around the tumour, and yields the documented tables; the scene is saved and reloaded;
+- the headless batch entry point (plain Python, slicer-core) writes predictions.tsv and a scene.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer", reason="the PyPI package slicer-core is needed")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "DMIFPredict"), str(ROOT / "DMIFTrain")]
+
+from DMIFPredictLib.logic import PredictLogic  # noqa: E402
+from DMIFTrainLib.logic import TrainLogic  # noqa: E402
+
+from DMIFLib.mrml import tables  # noqa: E402
+from DMIFLib.mrml.predict import result_columns, slice_columns  # noqa: E402
+from DMIFLib.mrml.scene import load_scene, load_volume, new_scene, save_scene  # noqa: E402
+
+# Small enough for 2 CPU cores: tiny nets, 32x32 slices, one epoch per stage, no N4, a coarse registration
+# (these preprocessing settings go into the model file and are what the Predict logic uses).
+TINY = {"net_width": "tiny", "epochs": 1, "slice_size": 32, "max_slices": 4, "mi_scales": [2], "batch_size": 16,
+        "seed": 0, "preprocessing": {"n4": False, "registration_iterations": 30, "registration_sampling": 0.1,
+                                     "registration_shrink": [4, 2], "registration_smoothing_mm": [2.0, 1.0],
+                                     "skull_strip": "none"}}
+
+# The tumour of TCGA-FG-6692 in its native T1C scanner space, RAS mm (axis-aligned Markups ROI). Found by
+# rigidly (+ affinely) registering the SRI24-space T1C (sri24/TCGA-FG-6692_t1c_bet.nii.gz) to native T1C with
+# SimpleITK Mattes MI, mapping sri24/TCGA-FG-6692_seg_auto.nii.gz (labels > 0) through the transform, and taking
+# the RAS bounds of its bounding box (native T1C voxels i 58-105, j 108-172, k 12-21 in file order); checked by
+# eye on slice k = 16 of T1C and registered T2W: the box encloses the enhancing lesion and its T2 hyperintensity.
+TCGA_BOX_CENTER_RAS = (35.0, 44.3, 48.5)
+TCGA_BOX_SIZE_MM = (45.2, 61.2, 56.1)
+
+
+@pytest.fixture(scope="module")
+def synthetic_cohort(tmp_path_factory) -> Path:
+    from DMIFLib.synth import synthesize_cohort
+
+    return Path(synthesize_cohort(tmp_path_factory.mktemp("synth"), 8, 0, scale=0.5))
+
+
+@pytest.fixture(scope="module")
+def trained_run(synthetic_cohort, tmp_path_factory) -> Path:
+    events: list[dict] = []
+    out = TrainLogic(pythonExecutable=sys.executable).train(
+        synthetic_cohort, tmp_path_factory.mktemp("run") / "run", progress=events.append, preset="quick",
+        device="cpu", overrides=TINY, poll_s=0.1)
+    assert any("stage" in e for e in events), f"no progress events from the worker: {events[:5]}"
+    return out
+
+
+def test_train_logic_makes_metrics_history_and_roc_nodes(trained_run):
+    scene = new_scene()
+    nodes = TrainLogic().loadResults(scene, trained_run)
+    metrics = tables.table_columns(nodes.metrics)
+    for column in ("model", "level", "accuracy", "sensitivity", "specificity", "ppv", "npv", "auc", "cutoff",
+                   "auc_ci_low", "auc_ci_high"):
+        assert column in metrics, f"metrics table lacks the Table 2 column {column}"
+    assert set(metrics["level"]) == {"patient", "slice"}
+    history = tables.table_columns(nodes.history)
+    assert nodes.history.GetNumberOfRows() >= 5  # one epoch per stage: 2x2 stage 1, 2 stage 2, 1 stage 3
+    assert np.all(np.isfinite(history["loss"]))
+    assert nodes.historyChart.GetNumberOfPlotSeriesNodes() >= 1
+    assert nodes.roc.IsA("vtkMRMLPlotChartNode") and nodes.roc.GetNumberOfPlotSeriesNodes() == 2
+    roc = tables.table_columns(nodes.rocTable)
+    assert roc["fpr"][0] == 0 and roc["tpr"][-1] == 1 and roc["fpr"][-1] == 1
+    assert nodes.modelPath.is_file()
+
+
+def test_predict_logic_on_the_real_tcga_case_and_scene_round_trip(shared_data, trained_run, tmp_path):
+    from DMIFLib.mrml.roi import box_to_roi_node
+    from DMIFLib.preprocessing.roi import OrientedBox
+
+    native = shared_data / "TCGA-FG-6692" / "native"
+    scene = new_scene()
+    t1c = load_volume(scene, native / "TCGA-FG-6692_t1c.nii.gz", "T1C")
+    t2w = load_volume(scene, native / "TCGA-FG-6692_t2.nii.gz", "T2")
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    patient = sh.CreateSubjectItem(sh.GetSceneItemID(), "TCGA-FG-6692")
+    tables.place_under(scene, patient, [t1c, t2w])
+    roi = box_to_roi_node(OrientedBox.axis_aligned(TCGA_BOX_CENTER_RAS, TCGA_BOX_SIZE_MM), scene, "Tumour box")
+
+    logic = PredictLogic()
+    assert logic.guessVolume(scene, "t1c") is t1c and logic.guessVolume(scene, "t2w") is t2w
+    events: list[dict] = []
+    prediction, results, slices = logic.predict(
+        scene, t1c=t1c, t2w=t2w, roi=roi, modelPath=str(trained_run / "model.pt"), device="cpu",
+        register=True, biasCorrection=False, skullStrip=True, progress=events.append)
+    assert events[-1]["fraction"] == 1.0
+
+    row = {k: v[0] for k, v in tables.table_columns(results).items()}
+    assert list(row) == result_columns(("t1c", "t2w"))
+    assert row["patient_id"] == "TCGA-FG-6692" and row["marker"] == "1p/19q co-deletion"
+    for key in ("p_t1c", "p_t2w", "p_fused", "cutoff"):
+        assert 0.0 <= row[key] <= 1.0
+    assert row["prediction"] == int(row["p_fused"] >= row["cutoff"])
+    # 10 tumour slices of 5.5 mm: the box covers them (plus its partial-slice edges)
+    assert 10 <= row["n_slices"] <= 13 and slices.GetNumberOfRows() == row["n_slices"]
+    assert list(tables.table_columns(slices)) == slice_columns(("t1c", "t2w"))
+    assert row["p_fused"] == pytest.approx(np.mean(tables.table_columns(slices)["p_fused"]), abs=1e-9)
+    assert logic.summary(prediction).startswith(f"{row['p_fused']:.3f}")
+    for node in (results, slices):
+        assert sh.GetItemParent(sh.GetItemByDataNode(node)) == patient
+
+    again = load_scene(save_scene(scene, tmp_path / "scene" / "TCGA-FG-6692.mrml"))
+    reloaded = {k: v[0] for k, v in tables.table_columns(again.GetFirstNodeByName(results.GetName())).items()}
+    assert list(reloaded) == list(row)
+    for key, value in row.items():  # Slicer's table storage (TSV) keeps 6 significant digits
+        assert reloaded[key] == (pytest.approx(value, abs=1e-6) if isinstance(value, float) else value), key
+    sh_again = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(again)
+    parent = sh_again.GetItemParent(sh_again.GetItemByDataNode(again.GetFirstNodeByName(results.GetName())))
+    assert sh_again.GetItemName(parent) == "TCGA-FG-6692"
+    assert again.GetFirstNodeByName("T1C").GetImageData().GetDimensions() == (256, 224, 26)
+
+
+def test_headless_batch_writes_predictions_and_scene_under_plain_python(synthetic_cohort, trained_run, tmp_path):
+    out = tmp_path / "batch"
+    done = subprocess.run([sys.executable, str(ROOT / "DMIFBatch.py"), str(synthetic_cohort),
+                           str(trained_run / "model.pt"), str(out), "--device", "cpu"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    with open(out / "predictions.tsv", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert list(rows[0]) == ["patient_id", "p_t1c", "p_t2w", "p_fused", "prediction", "cutoff", "n_slices"]
+    assert len(rows) == 8
+
+    scene = load_scene(out / "DMIF_predictions.mrml")
+    cohort = tables.table_columns(scene.GetFirstNodeByName("DMIF predictions"))
+    assert cohort["patient_id"] == [r["patient_id"] for r in rows]
+    assert cohort["p_fused"] == pytest.approx([float(r["p_fused"]) for r in rows], abs=1e-6)  # TSV: 6 digits
+    first = tables.table_columns(scene.GetFirstNodeByName(f"{rows[0]['patient_id']} DMIF results"))
+    assert first["marker"] == ["1p/19q co-deletion"]
+    assert first["p_fused"][0] == pytest.approx(float(rows[0]["p_fused"]), abs=1e-6)
+
+
+def test_batch_reports_a_bad_cohort_clearly(trained_run, tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "DMIFBatch.py"), str(tmp_path / "missing.csv"),
+                           str(trained_run / "model.pt"), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "missing.csv" in done.stderr and "Traceback" not in done.stderr
