@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -108,3 +110,17 @@ def test_separability_linear_mmd_and_cosine_distance_exact():
     assert np.isnan(d["mmd"]["dist"])   # no within-class spread: Dist undefined, not infinite
     with pytest.raises(ValueError, match="at least 4 rows per class"):
         class_distances(np.zeros((7, 2)), [0, 0, 0, 1, 1, 1, 1])
+
+
+def test_evaluate_uses_training_cutoffs_per_level_and_model_from_run_json(tmp_path):
+    y, p = _write_run(tmp_path)
+    cutoffs = {"patient/t1c": 0.31, "patient/t2w": 0.42, "patient/fused": 0.53, "slice/t1c": 0.64,
+               "slice/t2w": 0.75, "slice/fused": 0.86}
+    (tmp_path / "run.json").write_text(json.dumps({"cutoffs": cutoffs}))
+    paths = evaluate_predictions(tmp_path / "predictions.tsv", tmp_path / "cohort.csv", tmp_path / "out", n_boot=5)
+    rows = read_tsv(paths["table2"])
+    assert [float(r["cutoff"]) for r in rows] == [0.31, 0.42, 0.53, 0.64, 0.75, 0.86]
+    assert float(rows[1]["specificity"]) == pytest.approx(binary_metrics(y, p[:, 1], 0.42)["specificity"])
+    paths = evaluate_predictions(tmp_path / "predictions.tsv", tmp_path / "cohort.csv", tmp_path / "out2",
+                                 cutoff=0.5, n_boot=5)
+    assert {float(r["cutoff"]) for r in read_tsv(paths["table2"])} == {0.5}

@@ -13,7 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cohort", required=True, help="cohort CSV with a 0/1 'label' column")
     parser.add_argument("--out", required=True, help="output folder for the TSV tables")
     parser.add_argument("--cutoff", type=float, default=None,
-                        help="decision cut-off on the probabilities (default: the model's, from the training data)")
+                        help="one decision cut-off for every column and level (default: the training cut-offs)")
+    parser.add_argument("--model", default=None,
+                        help="model.pt whose training cut-offs to use (default: run.json next to the predictions)")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for the CIs (default 1000)")
 
 
@@ -23,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     from DMIFLib.evaluation.tables import read_tsv
 
     try:
-        paths = evaluate_predictions(args.predictions, args.cohort, args.out, cutoff=args.cutoff, n_boot=args.n_boot)
+        paths = evaluate_predictions(args.predictions, args.cohort, args.out, cutoff=args.cutoff, n_boot=args.n_boot,
+                                     model_path=args.model)
     except (CohortError, ValueError, OSError) as error:
         print(f"dmif evaluate: {error}", file=sys.stderr)
         return 2

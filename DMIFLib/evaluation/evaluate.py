@@ -11,6 +11,7 @@ p_<modality>..., p_fused) for slice-level rows. Writes, in ``out_dir``:
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -62,14 +63,36 @@ def _read_scores(path: Path, rows: list[dict[str, str]], labels: dict[str, int],
     return ids, {c: np.asarray(v) for c, v in scores.items()}
 
 
+def model_cutoffs(predictions_tsv: Path, model_path: str | os.PathLike | None = None) -> dict[str, float]:
+    """The training cut-offs by ``"<level>/<model>"`` (e.g. ``"slice/t1c"``, ``"patient/fused"``).
+
+    Read from the model file's ``info["cutoffs"]`` when ``model_path`` is given, else from the ``run.json`` that
+    ``dmif train`` writes next to predictions.tsv; empty when neither has them.
+    """
+    if model_path is not None:
+        from DMIFLib.model_file import load_model
+
+        return {k: float(v) for k, v in load_model(model_path).info.get("cutoffs", {}).items()}
+    run_json = predictions_tsv.parent / "run.json"
+    if run_json.is_file():
+        try:
+            cutoffs = json.loads(run_json.read_text(encoding="utf-8")).get("cutoffs") or {}
+        except (json.JSONDecodeError, AttributeError) as error:
+            raise CohortError(f"{run_json}: not a run description ({error})") from None
+        return {k: float(v) for k, v in cutoffs.items()}
+    return {}
+
+
 def evaluate_predictions(predictions_tsv: str | os.PathLike, cohort_csv: str | os.PathLike,
-                         out_dir: str | os.PathLike, cutoff: float | None = None,
-                         n_boot: int = 1000) -> dict[str, Path]:
+                         out_dir: str | os.PathLike, cutoff: float | None = None, n_boot: int = 1000,
+                         model_path: str | os.PathLike | None = None) -> dict[str, Path]:
     """Write the metric tables for ``predictions_tsv`` against the labels in ``cohort_csv``.
 
-    ``cutoff``: decision threshold on the probabilities (positive if p >= cutoff); by default the model's own
-    cut-off from the table's ``cutoff`` column (chosen on the training data), never one tuned on these cases.
-    Returns ``{"table2": path, "ci": path, "delong": path}`` (``delong`` only with two or more score columns).
+    ``cutoff``: one decision threshold for every probability column and level (positive if p >= cutoff).
+    By default each level and column gets its own cut-off chosen on the training data (see
+    :func:`model_cutoffs`), falling back to the table's ``cutoff`` column (the model's patient-level cut-off
+    on p_fused) — never one tuned on these cases. Returns ``{"table2": path, "ci": path, "delong": path}``
+    (``delong`` only with two or more score columns).
     """
     predictions_tsv, out_dir = Path(predictions_tsv), Path(out_dir)
     if not predictions_tsv.is_file():
@@ -81,12 +104,17 @@ def evaluate_predictions(predictions_tsv: str | os.PathLike, cohort_csv: str | o
     columns = score_columns(rows[0])
     if not columns:
         raise CohortError(f"{predictions_tsv}: no probability columns (p_t1c, p_t2w, p_flair, p_fused)")
+    trained = {} if cutoff is not None else model_cutoffs(predictions_tsv, model_path)
     if cutoff is None:
-        cutoffs = {row.get("cutoff") or "" for row in rows}
-        if len(cutoffs) != 1 or "" in cutoffs:
+        values = {row.get("cutoff") or "" for row in rows}
+        if len(values) != 1 or "" in values:
             raise CohortError(f"{predictions_tsv}: expected one model cut-off in the 'cutoff' column, found "
-                              f"{sorted(cutoffs)}; pass --cutoff")
-        cutoff = float(cutoffs.pop())
+                              f"{sorted(values)}; pass --cutoff")
+        cutoff = float(values.pop())
+
+    def cut(level: str, column: str) -> float:
+        return trained.get(f"{level}/{column.removeprefix('p_')}", cutoff)
+
     n_mod = len([c for c in columns if c != "p_fused"])
     ids, scores = _read_scores(predictions_tsv, rows, labels, columns)
     y = np.array([labels[pid] for pid in ids])
@@ -95,17 +123,17 @@ def evaluate_predictions(predictions_tsv: str | os.PathLike, cohort_csv: str | o
         columns = [c for c in columns if c == "p_fused" or not np.array_equal(scores[c], scores["p_fused"])]
     table2, ci = [], []
     for c in columns:
-        row, ci_rows = metric_rows(model_name(c, n_mod), "patient", y, scores[c], cutoff, n_boot=n_boot)
+        row, ci_rows = metric_rows(model_name(c, n_mod), "patient", y, scores[c], cut("patient", c), n_boot=n_boot)
         table2.append(row)
         ci += ci_rows
     slice_path = predictions_tsv.parent / SLICE_PREDICTIONS
     slice_rows = read_tsv(slice_path) if slice_path.is_file() else []
-    if slice_rows:  # slice-level rows; the patients' labels, cut-off and columns as above
+    if slice_rows:  # slice-level rows; the patients' labels and columns as above
         slice_ids, slice_scores = _read_scores(slice_path, slice_rows, labels,
                                                [c for c in columns if c in slice_rows[0]])
         y_slice = np.array([labels[pid] for pid in slice_ids])
         for c, s in slice_scores.items():
-            row, ci_rows = metric_rows(model_name(c, n_mod), "slice", y_slice, s, cutoff, groups=slice_ids,
+            row, ci_rows = metric_rows(model_name(c, n_mod), "slice", y_slice, s, cut("slice", c), groups=slice_ids,
                                        n_boot=n_boot)
             table2.append(row)
             ci += ci_rows

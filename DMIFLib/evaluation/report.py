@@ -93,16 +93,17 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _model_metadata(path: Path) -> dict | None:
-    """The model file's metadata (via DMIFLib.model_file), or None when it cannot be read."""
-    try:
-        from DMIFLib.model_file import load_model
+def _model_metadata(path: Path) -> dict:
+    """The model file's metadata (marker, modalities, cut-off, preprocessing, provenance), or why it is unreadable."""
+    from DMIFLib.model_file import ModelFileError, load_model
 
-        loaded = load_model(path, device="cpu")
-    except Exception as error:  # the report still renders; the reason is shown instead of the metadata
+    try:
+        model = load_model(path, device="cpu")
+    except (ModelFileError, OSError) as error:  # the report still renders, with the reason
         return {"error": f"could not read {path.name}: {error}"}
-    meta = getattr(loaded, "metadata", None)
-    return dict(meta) if isinstance(meta, Mapping) else {"metadata": str(meta)}
+    settings = model.settings.to_dict() if hasattr(model.settings, "to_dict") else model.settings
+    return {"marker": model.marker, "modalities": list(model.modalities), "cutoff": model.cutoff,
+            "package_version": model.package_version, "preprocessing": settings, "info": model.info}
 
 
 def _labelled_scores(rows: Sequence[Mapping[str, str]], labels: Mapping[str, int] | None
@@ -176,8 +177,17 @@ def build_report(run_dir: str | os.PathLike, out_path: str | os.PathLike | None 
             title = f"ROC, {level} level, test set" + ("" if level == "patient" else " (CIs in the tables)")
             figures.append(_img(roc_figure(*data, title=title, delong_ci=level == "patient"), f"ROC {level}"))
     predictions = tsv("predictions.tsv")
-    if not figures and (data := _labelled_scores(predictions, labels)) is not None:
-        figures.append(_img(roc_figure(*data, title="ROC, patient level (predictions.tsv)"), "ROC"))
+    if not figures:  # a train / predict folder: probabilities per modality and fused, labels from the cohort
+        from DMIFLib.evaluation.evaluate import model_name
+
+        slice_rows = tsv("slice_predictions.tsv")
+        for rows, level in ((predictions, "patient"), (slice_rows, "slice")):
+            if (data := _labelled_scores(rows, labels)) is not None:
+                n_mod = len([c for c in data[1] if c.startswith("p_") and c != "p_fused"])
+                named = {model_name(c, n_mod) if c.startswith("p_") else c: s for c, s in data[1].items()}
+                title = f"ROC, {level} level ({'predictions' if level == 'patient' else 'slice_predictions'}.tsv)"
+                figures.append(_img(roc_figure(data[0], named, title=title, delong_ci=level == "patient"),
+                                    f"ROC {level}"))
     parts.append("<h2>ROC curves</h2>" + ("".join(figures) or '<p class="note">no labelled scores in this folder '
                                           "(pass --cohort to label predictions.tsv)</p>"))
     # training curves
@@ -203,7 +213,8 @@ def build_report(run_dir: str | os.PathLike, out_path: str | os.PathLike | None 
     run_json = run_dir / "run.json"
     if run_json.is_file():
         provenance.append(f"<h3>run.json</h3><pre>{html.escape(run_json.read_text(encoding='utf-8'))}</pre>")
-    if (run_dir / "model.pt").is_file() and (meta := _model_metadata(run_dir / "model.pt")) is not None:
+    if (run_dir / "model.pt").is_file():
+        meta = _model_metadata(run_dir / "model.pt")
         provenance.append("<h3>model.pt metadata</h3><pre>"
                           f"{html.escape(json.dumps(meta, indent=1, default=str))}</pre>")
     versions = [{"package": k, "version": v} for k, v in _versions().items()]
