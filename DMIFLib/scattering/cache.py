@@ -113,7 +113,7 @@ class ScatteringCache:
         self.J, self.L, self.max_order = scattering.J, scattering.L, scattering.max_order
         self.coeffs = coeffs
         self.flipped = flipped
-        self.phi0 = [float(scale.phi(0)[0, 0]) for scale in scattering.scales]  # φ̂(0): order 0's gain on a shift
+        self.phi0 = [scale.phi0 for scale in scattering.scales]  # φ̂(0): order 0's gain on a shift
         self._rot_index = ([orientation_index(j, self.L, self.max_order, rot90_permutation(self.L)) for j in self.J]
                            if self.L % 2 == 0 else None)
 

@@ -32,13 +32,16 @@ from torch import nn
 
 from DMIFLib.scattering.kymatio_reference import scattering_channels
 
+# Fourier coefficients of a filter below this fraction of its largest are left out of the periodisation sums:
+# the dropped terms are at the level of float32 rounding (the tests compare with kymatio at rtol 1e-5).
+FILTER_TOLERANCE = 1e-7
 
-def periodize(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Fourier periodisation (…, M, N) -> (…, M/k, N/k): the spectrum of the signal subsampled by k in space."""
-    if k == 1:
-        return x
-    *lead, m, n = x.shape
-    return x.reshape(*lead, k, m // k, k, n // k).mean(dim=(-4, -2))
+
+def _blocks(filters: torch.Tensor, k: int) -> list[tuple[int, int]]:
+    """The (row, column) blocks of a k×k periodisation of (F, M, N) filters where any filter is significant."""
+    f, m, n = filters.shape
+    peak = filters.abs().reshape(f, k, m // k, k, n // k).amax(dim=(0, 2, 4)) / filters.abs().max()
+    return [(i, j) for i in range(k) for j in range(k) if peak[i, j] > FILTER_TOLERANCE]
 
 
 def _symmetrize(phi: torch.Tensor) -> torch.Tensor:
@@ -48,38 +51,67 @@ def _symmetrize(phi: torch.Tensor) -> torch.Tensor:
 
 
 class _Scale(nn.Module):
-    """One J: kymatio's filter bank at the padded size as buffers, and the scattering on a padded input."""
+    """One J: kymatio's filter bank at the padded size, and the scattering of a padded input.
+
+    Each filter group is stored as the blocks of its k×k Fourier periodisation, (F, q, M/k, N/k), so that
+    ``periodize(û ⊙ ψ̂, k)`` is a sum of q block products at the output size.
+    """
 
     def __init__(self, J: int, L: int, padded: tuple[int, int], max_order: int) -> None:
         super().__init__()
         self.J, self.L, self.max_order = J, L, max_order
         m, n = padded
         bank = filter_bank(m, n, J, L)
+        self.phi0 = float(bank["phi"]["levels"][0][0, 0])  # φ̂(0): order 0's gain on a constant
+        self.phi_rows: dict[int, list[int]] = {}
         for res, level in enumerate(bank["phi"]["levels"]):
             phi = _symmetrize(torch.from_numpy(level).float())
-            self.register_buffer(f"phi_{res}", phi[..., : phi.shape[-1] // 2 + 1].contiguous(), persistent=False)
+            half = phi[..., : phi.shape[-1] // 2 + 1]
+            k = 2 ** (J - res)
+            peak = half.abs().reshape(k, -1).amax(dim=1) / half.abs().max()
+            rows = [i for i in range(k) if peak[i] > FILTER_TOLERANCE]
+            self.phi_rows[res] = rows
+            blocks = half.reshape(k, half.shape[0] // k, half.shape[1])[rows]
+            self.register_buffer(f"phi_{res}", blocks.contiguous(), persistent=False)
+        self.psi_blocks: dict[tuple[int, int], list[tuple[int, int]]] = {}
         for j in range(J):
             group = [p for p in bank["psi"] if p["j"] == j]
-            assert [p["theta"] for p in group] == list(range(L))
+            if [p["theta"] for p in group] != list(range(L)):
+                raise RuntimeError("kymatio's filter bank changed its orientation order")
             for res in range(len(group[0]["levels"])):
                 stack = torch.from_numpy(np.stack([p["levels"][res] for p in group])).float()
-                self.register_buffer(f"psi_{j}_{res}", stack, persistent=False)
+                k = 2 ** (j - res)
+                blocks = _blocks(stack, k)
+                self.psi_blocks[(j, res)] = blocks
+                f, mr, nr = stack.shape
+                tiles = stack.reshape(f, k, mr // k, k, nr // k)
+                tiles = torch.stack([tiles[:, bi, :, bj, :] for bi, bj in blocks], dim=1)  # (F, q, m/k, n/k)
+                self.register_buffer(f"psi_{j}_{res}", tiles.unsqueeze(-1).contiguous(), persistent=False)
 
-    def phi(self, res: int) -> torch.Tensor:
-        return getattr(self, f"phi_{res}")
-
-    def psi(self, j: int, res: int) -> torch.Tensor:
-        return getattr(self, f"psi_{j}_{res}")
+    def filter_periodize(self, u_hat: torch.Tensor, j: int, res: int) -> torch.Tensor:
+        """(…, m, n) complex spectrum at resolution ``res`` -> periodize(û ⊙ ψ̂_{j,θ}, 2^(j−res)): (…, L, m/k, n/k)."""
+        k = 2 ** (j - res)
+        tiles = getattr(self, f"psi_{j}_{res}")  # (L, q, m/k, n/k, 1)
+        *lead, m, n = u_hat.shape
+        u = torch.view_as_real(u_hat).reshape(*lead, 1, k, m // k, k, n // k, 2)
+        acc = None
+        for q, (bi, bj) in enumerate(self.psi_blocks[(j, res)]):
+            term = u[..., bi, :, bj, :, :] * tiles[:, q]
+            acc = term if acc is None else acc.add_(term)
+        return torch.view_as_complex(acc.div_(k * k))
 
     def lowpass(self, half: torch.Tensor, res: int, n: int) -> torch.Tensor:
         """Half spectrum (…, m, n/2+1) at resolution ``res`` -> φ_J low-pass at 2^J, unpadded (…, h, w)."""
         k = 2 ** (self.J - res)
-        y = half * self.phi(res)
-        *lead, m, nh = y.shape
-        if k > 1:
-            y = y.reshape(*lead, k, m // k, nh).mean(dim=-3)
-        s = torch.fft.irfft2(y, s=(m // k, n))[..., ::k]
-        return s[..., 1:-1, 1:-1]
+        tiles = getattr(self, f"phi_{res}")  # (q, m/k, n/2+1)
+        *lead, m, nh = half.shape
+        rows = half.reshape(*lead, k, m // k, nh)
+        acc = None
+        for q, bi in enumerate(self.phi_rows[res]):
+            term = rows[..., bi, :, :] * tiles[q]
+            acc = term if acc is None else acc.add_(term)
+        s = torch.fft.irfft2(acc, s=(m // k, n))[..., ::k]
+        return s[..., 1:-1, 1:-1] / k
 
     def forward(self, xp: torch.Tensor) -> torch.Tensor:
         """Padded (B, M, N) float32 -> (B, K_J, h, w) in kymatio's coefficient order."""
@@ -89,7 +121,7 @@ class _Scale(nn.Module):
         out = [self.lowpass(x_hat[..., : n // 2 + 1], 0, n).unsqueeze(1)]
         second: list[torch.Tensor] = []
         for j1 in range(J):
-            u1 = torch.fft.ifft2(periodize(x_hat.unsqueeze(1) * self.psi(j1, 0), 2**j1)).abs()  # (B, L, m1, n1)
+            u1 = torch.fft.ifft2(self.filter_periodize(x_hat, j1, 0)).abs()  # (B, L, m1, n1)
             n1 = u1.shape[-1]
             needs_full = self.max_order >= 2 and j1 < J - 1
             u1_hat = torch.fft.fft2(u1) if needs_full else torch.fft.rfft2(u1)
@@ -98,8 +130,7 @@ class _Scale(nn.Module):
                 continue
             per_j2 = []
             for j2 in range(j1 + 1, J):
-                w2 = periodize(u1_hat.unsqueeze(2) * self.psi(j2, j1), 2 ** (j2 - j1))  # (B, L, L, m2, n2)
-                u2 = torch.fft.ifft2(w2).abs()
+                u2 = torch.fft.ifft2(self.filter_periodize(u1_hat, j2, j1)).abs()  # (B, L, L, m2, n2)
                 per_j2.append(self.lowpass(torch.fft.rfft2(u2), j2, u2.shape[-1]))
             second.append(torch.cat(per_j2, dim=2).reshape(batch, -1, *per_j2[0].shape[-2:]))
         return torch.cat(out + second, dim=1)
