@@ -16,8 +16,6 @@ Net specs are the nets' ``spec()`` dicts, rebuilt with :func:`DMIFLib.nets.build
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,7 +96,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
         raise ModelFileError(f"{path}: model file not found")
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as error:
+    except Exception as error:  # a damaged file can fail anywhere inside the unpickler
         raise ModelFileError(f"{path}: not a readable model file ({type(error).__name__}: {error})") from None
     if not isinstance(content, dict) or content.get("format") != MODEL_FORMAT:
         raise ModelFileError(f"{path}: not a DMIF model file (no 'format: {MODEL_FORMAT}' entry)")

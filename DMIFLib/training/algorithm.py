@@ -228,9 +228,9 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
     (e.g. ``{"seed": 1, "epochs": 2}``). ``resume`` continues ``out_dir``'s checkpoint with the run's own
     configuration (the cohort file must be unchanged). ``progress`` gets dicts with ``stage`` (e.g.
     ``"stage1/t1c/dfnet"``), ``step``/``steps`` (stage number), ``epoch``/``epochs``, ``batch``/``batches``,
-    ``loss`` and per epoch ``val_loss``/``val_auc``; ``cancel`` stops cleanly (``RunCancelledError``) with
-    the last epoch's checkpoint kept for ``resume``. Raises ``CohortError`` / ``PreprocessingError`` /
-    ``TrainingError`` naming the file or case.
+    ``loss``, per epoch ``val_loss``/``val_auc``, and ``fraction`` (0..1 of the whole run); ``cancel`` stops
+    cleanly (``RunCancelledError``) with the last epoch's checkpoint kept for ``resume``. Raises
+    ``CohortError`` / ``PreprocessingError`` / ``TrainingError`` naming the file or case.
     """
     from DMIFLib.inference import predict_stack, prediction_tables
     from DMIFLib.preprocessing.settings import PreprocessSettings
@@ -289,7 +289,10 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
 
         def stage_progress(event: dict, step: int = step) -> None:
             if progress is not None:
-                progress({**event, "step": step, "steps": len(names)})
+                epochs_done = event["epoch"] - 1 + event["batch"] / event["batches"] if "batch" in event \
+                    else event["epoch"]
+                within = epochs_done / max(event["epochs"], 1)
+                progress({**event, "step": step, "steps": len(names), "fraction": (step - 1 + within) / len(names)})
 
         def save_epoch(fit_state: dict, name: str = name, net: nn.Module = net) -> None:
             run.save({"stage": name, "spec": net.spec(), "fit": fit_state})
@@ -309,7 +312,7 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
     model = LoadedModel(nets={k: v.to(torch_device).eval() for k, v in nets.items()}, modalities=modalities,
                         marker=config.marker, settings=settings, cutoff=0.5, device=torch_device)
     if progress is not None:
-        progress({"stage": "evaluate", "step": len(names), "steps": len(names)})
+        progress({"stage": "evaluate", "step": len(names), "steps": len(names), "fraction": 1.0})
     train_ids_all = fit_ids + val_ids
     train_preds = [predict_stack(model, by_id[i].stack) for i in train_ids_all]
     test_preds = [predict_stack(model, by_id[i].stack) for i in test_ids]

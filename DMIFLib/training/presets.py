@@ -58,6 +58,8 @@ class TrainConfig:
         if unknown:
             raise TrainingError(f"unknown training setting(s) {unknown}; known: {sorted(names)}")
         config = cls(**data)
+        if set(config.epochs) != set(STAGES) or set(config.lr) != set(STAGES):
+            raise TrainingError(f"epochs and lr need the stages {', '.join(STAGES)}")
         config.mi_scales = tuple(config.mi_scales)
         if config.modalities is not None:
             config.modalities = tuple(config.modalities)
@@ -91,6 +93,9 @@ def make_config(preset: str = "quick", overrides: dict[str, Any] | None = None) 
         if key in ("epochs", "lr", "augment") and isinstance(value, dict) and data.get(key) is not None:
             value = {**data[key], **value}
         data[key] = value
-    if data["augment"] is not None:
-        AugmentConfig.from_dict(data["augment"])  # reject unknown augmentation keys early
-    return TrainConfig.from_dict(data)
+    try:
+        if data["augment"] is not None:
+            AugmentConfig.from_dict(data["augment"])  # reject unknown augmentation keys early
+        return TrainConfig.from_dict(data)
+    except (TypeError, ValueError) as error:
+        raise TrainingError(f"training settings: {error}") from None

@@ -1,0 +1,36 @@
+"""`dmif predict`: a trained model on every patient of a cohort -> predictions.tsv (+ slice_predictions.tsv)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "predict the marker for every patient of a cohort with a trained model file -> predictions.tsv"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cohort", required=True, help="cohort CSV (labels not needed)")
+    parser.add_argument("--model", required=True, help="model file (.pt) written by `dmif train`")
+    parser.add_argument("--out", required=True, help="output folder for predictions.tsv and slice_predictions.tsv")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+
+
+def run(args: argparse.Namespace) -> int:
+    from DMIFLib.inference import predict_cohort
+    from DMIFLib.training import RunCancelledError
+    from DMIFLib.training.errors import user_errors
+
+    def report(event: dict) -> None:
+        print(f"predict: {event['case']}/{event['cases']} {event['patient_id']}", file=sys.stderr, flush=True)
+
+    try:
+        path = predict_cohort(args.cohort, args.model, args.out, device=args.device, progress=report)
+    except user_errors() as error:
+        print(f"dmif predict: error: {error}", file=sys.stderr)
+        return 2
+    except RunCancelledError as error:
+        print(f"dmif predict: {error}", file=sys.stderr)
+        return 130
+    print(path.read_text(), end="")
+    print(f"wrote {path}")
+    return 0

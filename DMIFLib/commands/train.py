@@ -1,0 +1,72 @@
+"""`dmif train`: Algorithm 1 on a labelled cohort -> model.pt, history.tsv, metrics.tsv (held-out test patients)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+HELP = "train DMIF-Net (Algorithm 1) on a labelled cohort; held-out test metrics; --resume after a kill"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cohort", required=True, help="cohort CSV with a 0/1 'label' column")
+    parser.add_argument("--out", required=True, help="run folder (model.pt, history.tsv, metrics.tsv, ...)")
+    parser.add_argument("--preset", default="quick", choices=("quick", "paper"),
+                        help="quick: small nets, few epochs (CPU demo); paper: Algorithm 1 as published")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (split, init, shuffling, augmentation)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs for every stage (overrides the preset)")
+    parser.add_argument("--marker", default=None, help="name of the predicted marker (default: 1p/19q co-deletion)")
+    parser.add_argument("--overrides", default=None, help="JSON object of training settings (see docs/training.md)")
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict:
+    """The TrainConfig overrides given by ``--overrides`` JSON and the shortcut options."""
+    from DMIFLib.training import TrainingError
+
+    try:
+        overrides = json.loads(args.overrides) if args.overrides else {}
+    except json.JSONDecodeError as error:
+        raise TrainingError(f"--overrides is not valid JSON ({error})") from None
+    if not isinstance(overrides, dict):
+        raise TrainingError("--overrides must be a JSON object")
+    for key in ("seed", "epochs", "marker"):
+        if getattr(args, key, None) is not None:
+            overrides[key] = getattr(args, key)
+    return overrides
+
+
+def print_progress(event: dict) -> None:
+    """One line per epoch, per 10 cases of slice extraction, and per stage of the evaluation."""
+    stage = event.get("stage")
+    if stage == "slices" and (event["case"] % 10 == 0 or event["case"] == event["cases"]):
+        print(f"slices: {event['case']}/{event['cases']} patients", flush=True)
+    elif "epoch" in event and "batch" not in event:
+        print(f"[{event['step']}/{event['steps']}] {stage:<20} epoch {event['epoch']:>3}/{event['epochs']:<3} "
+              f"loss {event['loss']:.4f}  val_loss {event['val_loss']:.4f}  val_auc {event['val_auc']:.3f}  "
+              f"lr {event['lr']:.1e}  ({event['seconds']:.1f} s)", flush=True)
+    elif stage == "evaluate":
+        print("evaluating on the held-out test patients", flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from DMIFLib.training import RunCancelledError, train_cohort
+    from DMIFLib.training.errors import user_errors
+
+    try:
+        result = train_cohort(args.cohort, args.out, preset=args.preset, device=args.device, resume=args.resume,
+                              progress=print_progress, overrides=overrides_from_args(args))
+    except user_errors() as error:
+        print(f"dmif train: error: {error}", file=sys.stderr)
+        return 2
+    except RunCancelledError as error:
+        print(f"dmif train: {error}; continue with --resume", file=sys.stderr)
+        return 130
+    print(f"\nheld-out test patients ({result.metrics_path}):")
+    for row in result.metrics:
+        print(f"  {row['level']:<8} {row['model']:<6} n={row['n']:<5} AUC={row['auc']:.4f} acc={row['accuracy']:.4f} "
+              f"sens={row['sensitivity']:.4f} spec={row['specificity']:.4f} cut-off={row['cutoff']:.3f}")
+    print(f"model: {result.model_path}  ({result.seconds:.0f} s)")
+    return 0

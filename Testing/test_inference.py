@@ -1,0 +1,41 @@
+"""predict_stack: patient probability = mean of slice probabilities; prediction at the model's cut-off."""
+
+import numpy as np
+import pytest
+import torch
+from test_model_file import tiny_model
+
+from DMIFLib.inference import predict_stack, prediction_tables
+from DMIFLib.preprocessing.slices import SliceStack
+
+
+def _stack(n=5, size=32):
+    rng = np.random.default_rng(0)
+    images = {m: rng.normal(size=(n, size, size)).astype(np.float32) for m in ("t1c", "t2w")}
+    return SliceStack(images=images, slice_indices=np.arange(10, 10 + n), slice_axis=2, patient_id="P1")
+
+
+def test_patient_probability_is_the_mean_of_slice_probabilities():
+    model, stack = tiny_model(), _stack()
+    pred = predict_stack(model, stack)
+    x = torch.from_numpy(stack.stacked(("t1c", "t2w")))
+    with torch.no_grad():
+        fused = torch.sigmoid(model.net(x)).numpy()
+        t2w = torch.sigmoid(model.nets["t2w"](x[:, 1:])).numpy()
+    assert np.allclose(pred.slice_probabilities["fused"], fused, atol=1e-6)
+    assert pred.p_fused == pytest.approx(fused.mean(), abs=1e-6)
+    assert pred.probabilities["t2w"] == pytest.approx(t2w.mean(), abs=1e-6)
+    assert pred.n_slices == 5 and pred.prediction == int(pred.p_fused >= 0.42) and pred.cutoff == 0.42
+    patient_tsv, slice_tsv = prediction_tables([pred], ("t1c", "t2w"))
+    assert patient_tsv.splitlines()[0] == "patient_id\tp_t1c\tp_t2w\tp_fused\tprediction\tcutoff\tn_slices"
+    assert len(slice_tsv.splitlines()) == 6 and slice_tsv.splitlines()[1].startswith("P1\t10\t")
+
+
+def test_wrong_slice_size_or_missing_modality_is_named():
+    model = tiny_model()
+    with pytest.raises(ValueError, match=r"P1: slices are \(16, 16\), the model needs 32×32"):
+        predict_stack(model, _stack(size=16))
+    stack = _stack()
+    del stack.images["t2w"]
+    with pytest.raises(KeyError, match="P1: no t2w slices"):
+        predict_stack(model, stack)
