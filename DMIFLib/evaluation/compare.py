@@ -240,7 +240,8 @@ def write_comparison(outcomes: Sequence[ModelOutcome], train: SliceData, test: S
     delong = []
     for table in ("reference", "ablation"):
         names = [r["model"] for r in rows[table] if r["level"] == "patient"]
-        if REFERENCE in scores_patient and len(names) > 1:
+        enough = min(y_test_pat.sum(), len(y_test_pat) - y_test_pat.sum()) >= 2   # DeLong needs 2 per class
+        if REFERENCE in scores_patient and len(names) > 1 and enough:
             tests = delong_rows(y_test_pat, {n: scores_patient[n] for n in names}, REFERENCE)
             for d in tests:
                 d["table"] = table
