@@ -48,7 +48,7 @@ from DMIFLib.training.augment import AugmentConfig, SliceAugmenter
 from DMIFLib.training.device import resolve_device
 from DMIFLib.training.presets import TrainConfig
 from DMIFLib.training.split import patient_split, validation_split
-from DMIFLib.training.stage import SliceSet, fit, predict_proba
+from DMIFLib.training.stage import SliceSet, epoch_seed, fit, predict_proba
 
 REFERENCE = "DMIF-Net (multimodal)"
 MI_ABLATION_SCALES = ((2,), (2, 3), (2, 3, 4))
@@ -163,7 +163,12 @@ class _Trainer:
                                           history))
         return net
 
+    def seed(self, name: str) -> None:
+        """Seed the weight initialisation of model ``name`` (independent of the order models are trained in)."""
+        torch.manual_seed(epoch_seed(self.config.seed, f"init/{name}", 0))
+
     def minet(self, name: str, table: str, modality: str, scales: tuple[int, ...]) -> MINet:
+        self.seed(name)
         cfg = preset_spec("minet", self.config.net_width)["config"]
         net = MINet(MINetConfig.from_dict({**cfg, "scales": list(scales), "input_shape": [self.size, self.size]}))
         if not self.config.scattering_cache:
@@ -174,6 +179,7 @@ class _Trainer:
                         forward=net.forward_from_scattering, features=net.features_from_scattering)
 
     def dfnet(self, name: str, table: str, modality: str, pooling: str) -> DFNet:
+        self.seed(name)
         cfg = preset_spec("dfnet", self.config.net_width)["config"]
         net = DFNet(DFNetConfig.from_dict({**cfg, "pooling": pooling}))
         return self.run(name, table, net, "stage1", lambda d: d.images[modality])
@@ -199,13 +205,16 @@ def train_models(config: TrainConfig, train: SliceData, val: SliceData, test: Sl
         if mi is None:  # config.mi_scales is not one of the ablation's scale sets: train it as well
             mi = t.minet(f"{label[m]} MI-Net J={'+'.join(map(str, config.mi_scales))}", "ablation", m,
                          tuple(config.mi_scales))
+        t.seed(f"{label[m]} DMIF-Net")
         dmif[m] = t.run(f"{label[m]} DMIF-Net", "ablation", DMIFNet(df, mi, dmif_dropout), "stage2",
                         lambda d, m=m: d.images[m])
     if len(modalities) > 1:
+        t.seed(REFERENCE)
         t.run(REFERENCE, "both", MultimodalDMIF(dmif, dmif_dropout), "stage3", lambda d: d.stacked(modalities))
     for kind, name in REFERENCE_CNNS:
         spec = preset_spec(kind, config.net_width)
         spec["config"] = {**spec["config"], "in_channels": len(modalities)}
+        t.seed(name)
         t.run(name, "reference", build_net(spec), "stage1", lambda d: d.stacked(modalities))
     return t.outcomes
 
@@ -288,12 +297,13 @@ def write_comparison(outcomes: Sequence[ModelOutcome], train: SliceData, test: S
 
 def compare_models(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, preset: str = "quick",
                    device: str = "auto", overrides: dict | None = None, n_boot: int | None = None,
-                   progress: Callable[[dict], None] | None = None,
-                   cancel: threading.Event | None = None) -> dict[str, Path]:
+                   progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
+                   overwrite: bool = False) -> dict[str, Path]:
     """Load the cohort's slices, split by patient, train every model and write the tables (module docstring).
 
     ``preset``: "quick" or "paper" (training presets of :mod:`DMIFLib.training.presets`); ``overrides``: their
     field overrides. Needs labels for every patient; T1C and T2W when both are present for all patients.
+    An ``out_dir`` that already holds a comparison (``run.json``) is refused unless ``overwrite``.
     """
     from DMIFLib.cohort import MODALITIES, read_cohort
     from DMIFLib.preprocessing.settings import PreprocessSettings
@@ -302,6 +312,8 @@ def compare_models(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pr
 
     config = make_config(preset, overrides)
     out_dir = Path(out_dir)
+    if (out_dir / "run.json").exists() and not overwrite:
+        raise FileExistsError(f"{out_dir}: already holds a run (run.json); choose another --out or pass --overwrite")
     cases = read_cohort(cohort_csv, require_labels=True)
     modalities = config.modalities or tuple(m for m in MODALITIES if all(m in c.images for c in cases))
     settings = PreprocessSettings.from_dict({**config.preprocessing, "slice_size": config.slice_size})
