@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 
 import numpy as np
 import pytest
@@ -141,3 +142,27 @@ def test_cluster_bootstrap_widens_with_correlated_slices():
     assert ci == cluster_bootstrap_ci(y, score, groups, cutoff=0.5, n_boot=200, seed=1)
     with pytest.raises(ValueError, match="different labels"):
         cluster_bootstrap_ci([0, 1], [0.1, 0.2], ["a", "a"], 0.5, n_boot=2)
+
+
+def test_delong_matches_brute_force_structural_components():
+    """DeLong's definition: ψ(x, y) = 1 if x > y, ½ if equal; V10, V01 its row/column means (ties included)."""
+    rng = np.random.default_rng(11)
+    y = rng.integers(0, 2, 80)
+    a = np.round(rng.normal(size=80) + y, 1)
+    b = np.round(rng.normal(size=80) + 0.5 * y, 1)
+
+    def components(s):
+        pos, neg = s[y == 1], s[y == 0]
+        psi = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+        return psi.mean(), psi.mean(axis=1), psi.mean(axis=0)
+
+    (auc_a, v10_a, v01_a), (auc_b, v10_b, v01_b) = components(a), components(b)
+    m, n = len(v10_a), len(v01_a)
+    var_a = np.var(v10_a, ddof=1) / m + np.var(v01_a, ddof=1) / n
+    var_b = np.var(v10_b, ddof=1) / m + np.var(v01_b, ddof=1) / n
+    cov = np.cov(v10_a, v10_b)[0, 1] / m + np.cov(v01_a, v01_b)[0, 1] / n
+    assert auc_variance(y, a) == pytest.approx(var_a, rel=1e-12)
+    z, p, _, _ = delong_test(y, a, b)
+    assert p == pytest.approx(2 * (1 - 0.5 * (1 + math.erf(abs(z) / np.sqrt(2)))), abs=1e-12)
+    assert z == pytest.approx((auc_a - auc_b) / np.sqrt(var_a + var_b - 2 * cov), rel=1e-12)
+    assert auc_ci(y, b)[0] == pytest.approx(auc_b, rel=1e-12)
