@@ -50,7 +50,7 @@ TCGA_BOX_SIZE_MM = (45.2, 61.2, 56.1)
 def synthetic_cohort(tmp_path_factory) -> Path:
     from DMIFLib.synth import synthesize_cohort
 
-    return Path(synthesize_cohort(tmp_path_factory.mktemp("synth"), 8, 0, scale=0.5))
+    return Path(synthesize_cohort(tmp_path_factory.mktemp("synth"), 6, 0, scale=0.5))
 
 
 @pytest.fixture(scope="module")
@@ -127,28 +127,41 @@ def test_predict_logic_on_the_real_tcga_case_and_scene_round_trip(shared_data, t
     assert again.GetFirstNodeByName("T1C").GetImageData().GetDimensions() == (256, 224, 26)
 
 
+def _first_patients(cohort_csv: Path, n: int, folder: Path) -> Path:
+    from DMIFLib.cohort import read_cohort, write_cohort
+
+    return write_cohort(read_cohort(cohort_csv)[:n], folder / "cohort.csv")
+
+
 def test_headless_batch_writes_predictions_and_scene_under_plain_python(synthetic_cohort, trained_run, tmp_path):
+    cohort = _first_patients(synthetic_cohort, 3, tmp_path)
     out = tmp_path / "batch"
-    done = subprocess.run([sys.executable, str(ROOT / "DMIFBatch.py"), str(synthetic_cohort),
+    done = subprocess.run([sys.executable, str(ROOT / "DMIFBatch.py"), str(cohort),
                            str(trained_run / "model.pt"), str(out), "--device", "cpu"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     with open(out / "predictions.tsv", newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     assert list(rows[0]) == ["patient_id", "p_t1c", "p_t2w", "p_fused", "prediction", "cutoff", "n_slices"]
-    assert len(rows) == 8
+    assert [r["patient_id"] for r in rows] == ["SYN001", "SYN002", "SYN003"]
 
     scene = load_scene(out / "DMIF_predictions.mrml")
-    cohort = tables.table_columns(scene.GetFirstNodeByName("DMIF predictions"))
-    assert cohort["patient_id"] == [r["patient_id"] for r in rows]
-    assert cohort["p_fused"] == pytest.approx([float(r["p_fused"]) for r in rows], abs=1e-6)  # TSV: 6 digits
-    first = tables.table_columns(scene.GetFirstNodeByName(f"{rows[0]['patient_id']} DMIF results"))
+    cohort_table = tables.table_columns(scene.GetFirstNodeByName("DMIF predictions"))
+    assert cohort_table["patient_id"] == [r["patient_id"] for r in rows]
+    assert cohort_table["p_fused"] == pytest.approx([float(r["p_fused"]) for r in rows], abs=1e-6)  # TSV: 6 digits
+    first = tables.table_columns(scene.GetFirstNodeByName("SYN001 DMIF results"))
+    assert list(first) == result_columns(("t1c", "t2w"))
     assert first["marker"] == ["1p/19q co-deletion"]
     assert first["p_fused"][0] == pytest.approx(float(rows[0]["p_fused"]), abs=1e-6)
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    item = sh.GetItemByDataNode(scene.GetFirstNodeByName("SYN001 DMIF results"))
+    assert sh.GetItemName(sh.GetItemParent(item)) == "SYN001"
 
 
-def test_batch_reports_a_bad_cohort_clearly(trained_run, tmp_path):
-    done = subprocess.run([sys.executable, str(ROOT / "DMIFBatch.py"), str(tmp_path / "missing.csv"),
-                           str(trained_run / "model.pt"), str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1 and "missing.csv" in done.stderr and "Traceback" not in done.stderr
+def test_batch_reports_a_bad_cohort_clearly(trained_run, tmp_path, capsys):
+    from DMIFLib.mrml.batch import main
+
+    code = main(["--", str(tmp_path / "missing.csv"), str(trained_run / "model.pt"), str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert code == 1 and "missing.csv: cohort file not found" in error and "Traceback" not in error
+    assert not (tmp_path / "out" / "predictions.tsv").exists()

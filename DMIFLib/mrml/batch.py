@@ -63,9 +63,11 @@ def _progress(event: dict) -> None:
 
 def run(args: argparse.Namespace) -> Path:
     """Predict, then write the scene; returns the scene path."""
+    from DMIFLib.cohort import read_cohort
     from DMIFLib.inference import predict_cohort
     from DMIFLib.model_file import load_model
 
+    read_cohort(args.cohort)  # a bad table fails here, before the model is loaded
     info = model_info(load_model(args.model))
     about_model = {k: info[k] for k in ("marker", "model_name", "model_version")}
     predictions = Path(predict_cohort(args.cohort, args.model, args.out, device=args.device, progress=_progress))
