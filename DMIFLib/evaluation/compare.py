@@ -42,6 +42,7 @@ from DMIFLib.evaluation.tables import (
 )
 from DMIFLib.evaluation.tsne import tsne_embedding
 from DMIFLib.nets import DFNet, DFNetConfig, DMIFNet, MINet, MINetConfig, MultimodalDMIF, build_net, preset_spec
+from DMIFLib.scattering.cache import CoefficientAugment, ScatteringCache
 from DMIFLib.stats import youden_cutoff
 from DMIFLib.stats.separability import class_distances
 from DMIFLib.training.augment import AugmentConfig, SliceAugmenter
@@ -117,12 +118,16 @@ def _features(fn: Callable[[object], torch.Tensor], x, n: int, batch_size: int, 
     return np.concatenate(out)
 
 
-@torch.no_grad()
-def _scatter(net: MINet, x: torch.Tensor, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """MI-Net's scattering of every slice, computed once: per J (N, 1, K_J, h, w) on the CPU."""
-    net.to(device)
-    parts = [net.scatter(x[s:s + batch_size].to(device)) for s in range(0, len(x), batch_size)]
-    return tuple(torch.cat([p[j].cpu() for p in parts]) for j in range(len(parts[0])))
+class _CachedSliceSet(SliceSet):
+    """Training slices served from a scattering cache, augmented in the coefficient domain per batch."""
+
+    def __init__(self, cache: ScatteringCache, y: torch.Tensor, augment: CoefficientAugment | None, seed: int):
+        super().__init__(tuple(cache.coeffs), y)
+        self.cache, self.augment = cache, augment
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def take(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.cache.batch(index, self.augment, self.generator))
 
 
 class _Trainer:
@@ -139,22 +144,23 @@ class _Trainer:
         self.augment = (SliceAugmenter(AugmentConfig.from_dict(config.augment), seed=config.seed)
                         if config.augment is not None else None)
 
-    def _fit(self, name: str, net: nn.Module, stage: str, x_train, x_val, forward=None) -> list[dict]:
+    def _fit(self, name: str, net: nn.Module, stage: str, train: SliceSet, x_val, forward=None) -> list[dict]:
         c = self.config
         val = SliceSet(x_val, self.val.y) if len(self.val.y) else None
-        result = fit(net, SliceSet(x_train, self.train.y), val, lr=c.lr[stage], epochs=c.epochs[stage],
+        result = fit(net, train, val, lr=c.lr[stage], epochs=c.epochs[stage],
                      batch_size=c.batch_size, device=self.device, augment=self.augment, seed=c.seed, stage=name,
                      patience=c.patience, forward=forward, progress=self.progress, cancel=self.cancel)
         return result.history
 
     def run(self, name: str, table: str, net: nn.Module, stage: str, inputs: Callable[[SliceData], object],
-            forward=None, features=None) -> nn.Module:
-        """Train ``net`` on ``inputs(train)`` and record its test/train probabilities and test features."""
+            forward=None, features=None, train_set: SliceSet | None = None) -> nn.Module:
+        """Train ``net`` on ``inputs(train)`` (or ``train_set``) and record its test/train probabilities and test
+        features."""
         if self.progress is not None:
             self.progress({"stage": "compare", "model": name, "index": len(self.outcomes) + 1})
         started = time.perf_counter()
         x_train, x_val, x_test = inputs(self.train), inputs(self.val), inputs(self.test)
-        history = self._fit(name, net, stage, x_train, x_val, forward)
+        history = self._fit(name, net, stage, train_set or SliceSet(x_train, self.train.y), x_val, forward)
         bs = self.config.batch_size
         p_test = predict_proba(net, SliceSet(x_test, self.test.y), bs, self.device, forward)
         p_train = predict_proba(net, SliceSet(x_train, self.train.y), bs, self.device, forward)
@@ -171,12 +177,23 @@ class _Trainer:
         self.seed(name)
         cfg = preset_spec("minet", self.config.net_width)["config"]
         net = MINet(MINetConfig.from_dict({**cfg, "scales": list(scales), "input_shape": [self.size, self.size]}))
+        augment = None
+        if self.config.augment is not None:
+            try:
+                augment = CoefficientAugment.from_config(AugmentConfig.from_dict(self.config.augment))
+            except ValueError:  # augmentations the cache cannot reproduce: scatter on the fly, like `dmif train`
+                return self.run(name, table, net, "stage1", lambda d: d.images[modality])
         if not self.config.scattering_cache:
             return self.run(name, table, net, "stage1", lambda d: d.images[modality])
-        cached = {id(d): _scatter(net, d.images[modality], self.config.batch_size, self.device)
+        net.to(self.device)
+        flips = augment is not None and augment.flip_prob > 0
+        caches = {id(d): ScatteringCache.build(net.scattering, d.images[modality], self.config.batch_size,
+                                               flips=flips and d is self.train, cancel=self.cancel)
                   for d in (self.train, self.val, self.test) if len(d.y)}
-        return self.run(name, table, net, "stage1", lambda d: cached.get(id(d), ()),
-                        forward=net.forward_from_scattering, features=net.features_from_scattering)
+        train_set = _CachedSliceSet(caches[id(self.train)], self.train.y, augment, self.config.seed)
+        return self.run(name, table, net, "stage1", lambda d: tuple(caches[id(d)].coeffs) if id(d) in caches else (),
+                        forward=net.forward_from_scattering, features=net.features_from_scattering,
+                        train_set=train_set)
 
     def dfnet(self, name: str, table: str, modality: str, pooling: str) -> DFNet:
         self.seed(name)
