@@ -1,22 +1,24 @@
 """Fast 2-D wavelet scattering at several scales J in one module, equal to kymatio's ``ScatteringTorch2D``.
 
-The algorithm is kymatio's (``kymatio/scattering2d/core/scattering2d.py``) with the same filters (built by
-kymatio's own ``filter_bank`` at each J's padded size) and the same Fourier-domain periodisation for
-subsampling; what changes is how the work is laid out:
+The algorithm is kymatio's (``kymatio/scattering2d/core/scattering2d.py``): the same filters (kymatio's
+``filter_bank`` at each J's padded size, bit-identical, see :mod:`DMIFLib.scattering.filters`), the same
+reflect padding and the same Fourier-domain periodisation for subsampling. What changes is the layout of the work:
 
 * all L orientations of a scale (and, at order 2, all L×L (θ1, θ2) pairs of a (j1, j2) pair) are one batched
-  complex multiply, one periodisation and one batched inverse FFT, instead of one small op per path;
-* the Fourier transforms of real signals (the padded input, the moduli |x ⋆ ψ|) are real-to-complex FFTs, and
-  the low-pass φ is applied on the half spectrum: ``Re(ifft(P_k(Ŷ ⊙ φ̂)))`` equals
-  ``irfft(P_rows(Ŷ ⊙ φ̂_sym))`` subsampled by k in space, with φ̂_sym(ω) = (φ̂(ω) + φ̂(−ω)) / 2 (kymatio keeps the
-  real part, which is what the symmetrised filter gives exactly; kymatio's periodised φ̂ levels are not quite
-  even because of its crop mask);
-* second-order moduli that feed no further wavelet only get a half-spectrum FFT.
+  product, one periodisation and one batched inverse FFT, instead of one small op per path;
+* ``periodize(û ⊙ ψ̂, k)`` is computed as a sum of block products at the output size, over the k×k Fourier
+  blocks where the filters are not negligible (> ``FILTER_TOLERANCE`` of their peak; the rest is below float32
+  rounding), instead of a full-size product followed by a strided mean;
+* the FFTs of real signals (the padded input, the moduli |u ⋆ ψ|) only feed the low-pass φ through their half
+  spectrum: ``Re(ifft(P_k(Ŷ ⊙ φ̂)))`` equals ``irfft(P_rows(Ŷ ⊙ φ̂_sym))`` subsampled by k in space, with
+  φ̂_sym(ω) = (φ̂(ω) + φ̂(−ω)) / 2 (kymatio keeps the real part, which is exactly what the symmetrised filter
+  gives; kymatio's periodised φ̂ levels are not quite even because of its crop mask); second-order moduli that
+  feed no further wavelet get a real-to-complex FFT only;
+* images are processed in chunks that keep the intermediate arrays cache-sized.
 
-What the scales share: kymatio pads each J by about 2^J pixels (reflect), so the Fourier grids differ per J
-(136², 144², 160² for 128² input at J = 2, 3, 4) and the filters are sampled on those grids. The padded input is
-shared (reflect padding is nested: the J = 2 padding is the centre crop of the J = 4 one); the FFTs cannot be
-shared exactly — see docs/performance.md for the measured deviation of a common grid.
+What the scales can share: kymatio pads each J by 2^J pixels (reflect), so the Fourier grids differ per J
+(136², 144², 160² for 128² input at J = 2, 3, 4) and each J's filters are sampled on its own grid: no FFT and no
+first-order modulus is common to two J's. docs/performance.md gives the deviation of a common grid.
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from kymatio.scattering2d.backend.torch_backend import TorchBackend2D
-from kymatio.scattering2d.filter_bank import filter_bank
 from kymatio.scattering2d.utils import compute_padding
 from torch import nn
 
+from DMIFLib.scattering.filters import filter_bank
 from DMIFLib.scattering.kymatio_reference import scattering_channels
 
 # Fourier coefficients of a filter below this fraction of its largest are left out of the periodisation sums:
