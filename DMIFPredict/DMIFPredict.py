@@ -269,7 +269,8 @@ class DMIFPredictTest(ScriptedLoadableModuleTest):
         from DMIFPredictLib.logic import selfTestCase
 
         with tempfile.TemporaryDirectory() as folder:
-            prediction, results, slices = selfTestCase(slicer.mrmlScene, folder, backendFactory=None)
+            prediction, results, slices = selfTestCase(slicer.mrmlScene, folder,
+                                                       backendFactory=DMIFPredictLogic.slicerBackend)
         self.assertTrue(0.0 <= prediction.p_fused <= 1.0)
         self.assertGreater(results.GetNumberOfRows(), 0)
         self.assertGreater(slices.GetNumberOfRows(), 0)

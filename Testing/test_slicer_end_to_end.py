@@ -23,19 +23,12 @@ slicer = pytest.importorskip("slicer", reason="the PyPI package slicer-core is n
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "DMIFPredict"), str(ROOT / "DMIFTrain")]
 
-from DMIFPredictLib.logic import PredictLogic  # noqa: E402
-from DMIFTrainLib.logic import TrainLogic  # noqa: E402
+from DMIFPredictLib.logic import PredictLogic, selfTestCase  # noqa: E402
+from DMIFTrainLib.logic import SELF_TEST_OVERRIDES, TrainLogic  # noqa: E402
 
 from DMIFLib.mrml import tables  # noqa: E402
 from DMIFLib.mrml.predict import result_columns, slice_columns  # noqa: E402
 from DMIFLib.mrml.scene import load_scene, load_volume, new_scene, save_scene  # noqa: E402
-
-# Small enough for 2 CPU cores: tiny nets, 32x32 slices, one epoch per stage, no N4, a coarse registration
-# (these preprocessing settings go into the model file and are what the Predict logic uses).
-TINY = {"net_width": "tiny", "epochs": 1, "slice_size": 32, "max_slices": 4, "mi_scales": [2], "batch_size": 16,
-        "seed": 0, "preprocessing": {"n4": False, "registration_iterations": 30, "registration_sampling": 0.1,
-                                     "registration_shrink": [4, 2], "registration_smoothing_mm": [2.0, 1.0],
-                                     "skull_strip": "none"}}
 
 # The tumour of TCGA-FG-6692 in its native T1C scanner space, RAS mm (axis-aligned Markups ROI). Found by
 # rigidly (+ affinely) registering the SRI24-space T1C (sri24/TCGA-FG-6692_t1c_bet.nii.gz) to native T1C with
@@ -58,7 +51,7 @@ def trained_run(synthetic_cohort, tmp_path_factory) -> Path:
     events: list[dict] = []
     out = TrainLogic(pythonExecutable=sys.executable).train(
         synthetic_cohort, tmp_path_factory.mktemp("run") / "run", progress=events.append, preset="quick",
-        device="cpu", overrides=TINY, poll_s=0.1)
+        device="cpu", overrides=SELF_TEST_OVERRIDES, poll_s=0.1)
     assert any("stage" in e for e in events), f"no progress events from the worker: {events[:5]}"
     return out
 
@@ -165,3 +158,9 @@ def test_batch_reports_a_bad_cohort_clearly(trained_run, tmp_path, capsys):
     error = capsys.readouterr().err
     assert code == 1 and "missing.csv: cohort file not found" in error and "Traceback" not in error
     assert not (tmp_path / "out" / "predictions.tsv").exists()
+
+
+def test_module_self_test_case_runs_with_a_given_model(trained_run, tmp_path):
+    scene = new_scene()
+    prediction, results, slices = selfTestCase(scene, tmp_path, modelPath=str(trained_run / "model.pt"))
+    assert results.GetCellText(0, 0) == "SYN001" and slices.GetNumberOfRows() == prediction.n_slices > 0

@@ -69,13 +69,13 @@ def _logic(scene: slicer.vtkMRMLScene, key: str):
     return logics[key]
 
 
-def load_volume(scene: slicer.vtkMRMLScene, path: str | os.PathLike,
-                name: str | None = None) -> slicer.vtkMRMLScalarVolumeNode:
-    """Load an image file (NIfTI, NRRD, MHA, ...) as a scalar volume node; raises :class:`MRMLError`."""
+def load_volume(scene: slicer.vtkMRMLScene, path: str | os.PathLike, name: str | None = None,
+                labelmap: bool = False) -> slicer.vtkMRMLScalarVolumeNode:
+    """Load an image file (NIfTI, NRRD, MHA, ...) as a scalar (or labelmap) volume node; raises MRMLError."""
     path = Path(path)
     if not path.is_file():
         raise MRMLError(f"{path}: image file not found")
-    node = _logic(scene, "volumes").AddArchetypeVolume(str(path), name or _stem(path), 0)
+    node = _logic(scene, "volumes").AddArchetypeVolume(str(path), name or _stem(path), 1 if labelmap else 0)
     if node is None or node.GetImageData() is None:
         raise MRMLError(f"{path}: could not be read as a volume")
     return node

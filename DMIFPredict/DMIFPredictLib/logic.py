@@ -111,3 +111,33 @@ class PredictLogic:
         verdict = "positive" if prediction.prediction else "negative"
         return f"{prediction.p_fused:.3f} → {verdict} (cut-off {prediction.cutoff:.2f})"
 
+
+
+def selfTestCase(scene: slicer.vtkMRMLScene, folder, backendFactory: Callable | None = None,
+                 modelPath: str | None = None):
+    """The module's built-in test: one synthetic patient loaded into the scene, its box fitted to its tumour
+    label, predicted with ``modelPath`` (default: a tiny model trained here on a tiny synthetic cohort) and
+    ``backendFactory``'s preprocessing (Slicer's CLI modules in DMIFPredictTest). Returns (prediction, results
+    table, slices table)."""
+    from DMIFTrainLib.logic import SELF_TEST_OVERRIDES
+
+    from DMIFLib.cohort import read_cohort
+    from DMIFLib.mrml.roi import box_to_roi_node, fit_box_to_labelmap
+    from DMIFLib.mrml.scene import load_volume
+    from DMIFLib.synth import synthesize_cohort
+
+    folder = Path(folder)
+    cohort = synthesize_cohort(folder / "cohort", 6, 0, scale=0.5)
+    if modelPath is None:
+        from DMIFLib.training import train_cohort
+
+        modelPath = str(train_cohort(cohort, folder / "run", preset="quick", device="cpu",
+                                     overrides=SELF_TEST_OVERRIDES).model_path)
+    case = read_cohort(cohort)[0]
+    t1c = load_volume(scene, case.images["t1c"], "T1C")
+    t2w = load_volume(scene, case.images["t2w"], "T2W")
+    label = load_volume(scene, case.roi, "tumour", labelmap=True)
+    roi = box_to_roi_node(fit_box_to_labelmap(label), scene)
+    logic = PredictLogic(backendFactory=backendFactory)
+    return logic.predict(scene, t1c=t1c, t2w=t2w, roi=roi, modelPath=modelPath, device="cpu",
+                         patientName=case.patient_id)

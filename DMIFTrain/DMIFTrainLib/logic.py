@@ -28,6 +28,14 @@ DEVICES = ("auto", "cpu", "cuda")
 PRESETS = ("quick", "paper")
 """Training presets of DMIFLib.training (quick: CPU-sized; paper: the paper's settings)."""
 
+SELF_TEST_OVERRIDES = {
+    "net_width": "tiny", "epochs": 1, "slice_size": 32, "max_slices": 4, "mi_scales": [2], "batch_size": 16,
+    "seed": 0, "preprocessing": {"n4": False, "registration_iterations": 30, "registration_sampling": 0.1,
+                                 "registration_shrink": [4, 2], "registration_smoothing_mm": [2.0, 1.0],
+                                 "skull_strip": "none"}}
+"""A tiny, fast training run (tiny nets, 32x32 slices, one epoch per stage, no N4, a coarse registration) for the
+self-tests; its preprocessing settings go into the model file."""
+
 COHORT_COLUMNS = ("patient_id", "t1c", "t2w", "flair", "roi", "label", "split")
 @dataclass
 class TrainNodes:
@@ -260,3 +268,14 @@ class TrainLogic:
             tables.place_under(scene, folder, [historyChart.GetNthPlotSeriesNode(index)])
         return TrainNodes(metrics=metrics, history=history, historyChart=historyChart, roc=roc, rocTable=rocTable,
                           modelPath=out / MODEL_NAME, folderItem=folder)
+
+
+def selfTest(scene: slicer.vtkMRMLScene, folder, patients: int = 6) -> TrainNodes:
+    """Synthesize a tiny cohort in ``folder``, train on it in the worker process and load the result nodes
+    (the module's built-in test inside Slicer)."""
+    from DMIFLib.synth import synthesize_cohort
+
+    cohort = synthesize_cohort(Path(folder) / "cohort", patients, 0, scale=0.5)
+    logic = TrainLogic()
+    out = logic.train(cohort, Path(folder) / "run", preset="quick", device="auto", overrides=SELF_TEST_OVERRIDES)
+    return logic.loadResults(scene, out)
