@@ -100,11 +100,7 @@ class TrainLogic:
             raise MRMLError(f"no usable patient in the scene ({detail}). Each patient needs a subject with a T1C "
                             "volume (name containing T1C/T1 post), a T2W volume and a Markups ROI")
         columns = [c for c in COHORT_COLUMNS if c != "flair" or any(r["flair"] for r in rows)]
-        table = tables.table_from_rows(scene, "DMIF cohort", rows, columns, table)
-        for column in range(table.GetNumberOfColumns()):
-            if table.GetColumnName(column) not in ("label", "split"):
-                table.SetColumnProperty(column, "editable", "0")  # only label and split are typed in
-        return table
+        return tables.table_from_rows(scene, "DMIF cohort", rows, columns, table)
 
     def writeCohortFromTable(self, scene: slicer.vtkMRMLScene, table: slicer.vtkMRMLTableNode,
                              outputFolder: str | os.PathLike) -> Path:
