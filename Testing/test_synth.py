@@ -91,7 +91,7 @@ def test_realistic_geometry_and_real_registration_recovers_t2w_offset(cohort40):
     assert not np.allclose(np.array(moving.GetDirection()).reshape(3, 3), np.eye(3), atol=1e-3)  # oblique
     truth = read_truth_transform(Path(case.roi).parent / "truth.json")
     reg_truth = json.loads((Path(case.roi).parent / "truth.json").read_text())["t2w_registration"]
-    assert reg_truth["rotation_deg"] > 2.0 and reg_truth["translation_norm_mm"] > 3.0
+    assert reg_truth["rotation_deg"] > 2.0 and reg_truth["translation_norm_mm"] > 2.0
 
     brain = sitk.ReadImage(str(Path(case.roi).parent / "brain_mask.nii.gz"))
     points = [fixed.TransformIndexToPhysicalPoint([int(i) for i in idx[::-1]])

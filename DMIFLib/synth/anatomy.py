@@ -79,7 +79,7 @@ class Phantom:
         center = rng.uniform(-4.0, 4.0, 3) * s
         head_axes = np.array([rng.uniform(62, 68), rng.uniform(72, 78), rng.uniform(64, 70)]) * s
         side = rng.choice([-1.0, 1.0])
-        tumour_axes = np.array([rng.uniform(18, 29), rng.uniform(18, 29), rng.uniform(24, 33)]) * s
+        tumour_axes = np.array([rng.uniform(14.5, 23), rng.uniform(14.5, 23), rng.uniform(22, 30)]) * s
         tumour_center = center + np.array([side * rng.uniform(20, 27), rng.uniform(-20, 18),
                                            rng.uniform(2, 14)]) * s
         return cls(
@@ -88,7 +88,7 @@ class Phantom:
             skull_mm=rng.uniform(5.0, 7.0) * s, csf_mm=rng.uniform(1.5, 3.0) * s,
             cortex_mm=rng.uniform(3.0, 4.0) * s,
             ventricle_center=center + np.array([0.0, rng.uniform(-8, 0), rng.uniform(4, 12)]) * s,
-            ventricle_axes=np.array([rng.uniform(6, 9), rng.uniform(20, 28), rng.uniform(8, 12)]) * s,
+            ventricle_axes=np.array([rng.uniform(4, 6), rng.uniform(20, 28), rng.uniform(8, 12)]) * s,
             ventricle_gap_mm=rng.uniform(1.5, 3.5) * s,
             tumour_center=tumour_center, tumour_axes=tumour_axes,
             tumour_rotation=_random_rotation(rng, 25.0),
@@ -124,15 +124,18 @@ class Phantom:
         brain = depth > layers[3]
         idx = np.flatnonzero(brain)
         p = warped[idx]
-        cortex = depth[idx] - layers[3] + 1.5 * self.gyri(p) * (self.cortex_mm / 3.5)
-        tissue = np.where(cortex > self.cortex_mm, Tissue.WHITE, Tissue.GREY).astype(np.uint8)
-        # Sulci: thin CSF clefts where the gyral field crosses zero near the surface.
-        sulci = (np.abs(self.gyri(p)) < 0.12) & (depth[idx] - layers[3] < 2.2 * self.cortex_mm)
-        tissue[sulci] = Tissue.CSF
+        # Cortical ribbon: grey matter down to ``cortex_mm`` below the brain surface, deeper (up to ~3×) where
+        # the gyral field is high (the bottoms of sulci), with a thin CSF cleft along the middle of deep sulci.
+        brain_depth = depth[idx] - layers[3]
+        gyri = self.gyri(p)
+        fold = np.clip(gyri, 0.0, None)
+        tissue = np.where(brain_depth > self.cortex_mm * (1.0 + 1.6 * fold), Tissue.WHITE, Tissue.GREY).astype(np.uint8)
+        tissue[(gyri > 0.75) & (brain_depth < self.cortex_mm * (0.6 + 1.6 * (gyri - 0.75)))] = Tissue.CSF
         for side in (-1.0, 1.0):
-            c = self.ventricle_center + np.array([side * (self.ventricle_axes[0] + self.ventricle_gap_mm) / 1.3,
-                                                  0.0, 0.0])
-            tissue[_ellipsoid_radius(p, c, self.ventricle_axes) < 1.0] = Tissue.VENTRICLE
+            offset = side * (self.ventricle_axes[0] + self.ventricle_gap_mm / 2)
+            c = self.ventricle_center + np.array([offset, 0.0, 0.0])
+            tilt = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [side * 0.25, 0.0, 1.0]])  # frontal horns splay out
+            tissue[_ellipsoid_radius(p, c, self.ventricle_axes, tilt) < 1.0] = Tissue.VENTRICLE
         r_tumour = self.tumour_radius(p)
         tissue[(r_tumour < self.oedema_factor) & (tissue != Tissue.VENTRICLE) & (tissue != Tissue.CSF)] = Tissue.OEDEMA
         tumour = r_tumour < 1.0

@@ -28,8 +28,8 @@ def _oblique(rng: np.random.Generator) -> np.ndarray:
 
 def _registration_truth(rng: np.random.Generator, center: np.ndarray) -> sitk.Euler3DTransform:
     """The true T1C → T2W rigid transform (fixed → moving points, as SimpleITK registration returns it)."""
-    angles = np.deg2rad(rng.uniform(2.0, 5.0, 3) * rng.choice([-1.0, 1.0], 3))
-    translation = rng.uniform(2.0, 5.0, 3) * rng.choice([-1.0, 1.0], 3)
+    angles = np.deg2rad(rng.uniform(1.5, 4.0, 3) * rng.choice([-1.0, 1.0], 3))
+    translation = rng.uniform(1.5, 4.0, 3) * rng.choice([-1.0, 1.0], 3)
     return sitk.Euler3DTransform([float(c) for c in center], *map(float, angles), [float(t) for t in translation])
 
 
