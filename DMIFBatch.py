@@ -15,10 +15,9 @@ from DMIFLib.mrml.batch import main
 
 if __name__ == "__main__":
     code = main()
-    try:
-        import slicer
+    import slicer
 
-        if hasattr(slicer, "app"):
-            slicer.util.exit(code)  # leave the Slicer application with the batch's exit code
-    finally:
+    if hasattr(slicer, "app"):
+        slicer.util.exit(code)  # inside Slicer: quit the application with the batch's exit code
+    else:
         sys.exit(code)

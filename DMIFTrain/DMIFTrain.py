@@ -227,8 +227,8 @@ class DMIFTrainLogic(ScriptedLoadableModuleLogic, TrainLogic):
     def overridesFromParameters(parameters) -> dict:
         if not parameters.overridePreset:
             return {"seed": parameters.seed} if parameters.seed else {}
-        return {"epochs": parameters.epochs, "batch_size": parameters.batchSize, "lr": parameters.learningRate,
-                "seed": parameters.seed}
+        return {"epochs": parameters.epochs, "batch_size": parameters.batchSize,
+                "lr": {"stage1": parameters.learningRate}, "seed": parameters.seed}
 
 
 class DMIFTrainTest(ScriptedLoadableModuleTest):

@@ -12,6 +12,7 @@ subprocess (``python -m DMIFLib.worker train``, i.e. ``train_cohort`` — the co
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -164,3 +165,23 @@ def test_module_self_test_case_runs_with_a_given_model(trained_run, tmp_path):
     scene = new_scene()
     prediction, results, slices = selfTestCase(scene, tmp_path, modelPath=str(trained_run / "model.pt"))
     assert results.GetCellText(0, 0) == "SYN001" and slices.GetNumberOfRows() == prediction.n_slices > 0
+
+
+def test_train_logic_cancel_stops_the_worker(synthetic_cohort, tmp_path):
+    import threading
+
+    cancel = threading.Event()
+    events: list[dict] = []
+
+    def on_event(event: dict) -> None:
+        events.append(event)
+        cancel.set()  # at the worker's first line
+
+    with pytest.raises(InterruptedError):
+        TrainLogic(pythonExecutable=sys.executable).train(
+            synthetic_cohort, tmp_path / "run", progress=on_event, cancel=cancel, preset="quick", device="cpu",
+            overrides=SELF_TEST_OVERRIDES, poll_s=0.05)
+    assert events[0]["event"] == "start"
+    with pytest.raises(ProcessLookupError):
+        os.kill(events[0]["pid"], 0)
+    assert not (tmp_path / "run" / "model.pt").exists()
