@@ -114,9 +114,9 @@ class SimpleITKBackend(PreprocessingBackend):
         method.SetMetricSamplingStrategy(method.RANDOM)
         method.SetMetricSamplingPercentage(settings.registration_sampling, settings.registration_seed)
         method.SetInterpolator(sitk.sitkLinear)
-        method.SetOptimizerAsRegularStepGradientDescent(learningRate=2.0, minStep=1e-3,
+        method.SetOptimizerAsRegularStepGradientDescent(learningRate=2.0, minStep=1e-4,
                                                         numberOfIterations=settings.registration_iterations,
-                                                        relaxationFactor=0.5, gradientMagnitudeTolerance=1e-6)
+                                                        relaxationFactor=0.7, gradientMagnitudeTolerance=1e-8)
         method.SetOptimizerScalesFromPhysicalShift()
         method.SetShrinkFactorsPerLevel(list(settings.registration_shrink))
         method.SetSmoothingSigmasPerLevel(list(settings.registration_smoothing_mm))

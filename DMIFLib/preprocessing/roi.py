@@ -144,16 +144,19 @@ class OrientedBox:
         return np.all(np.abs(local) <= self.size_mm / 2.0 + _EPS, axis=1)
 
     def ijk_bounds(self, reference: sitk.Image, clip: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Inclusive (i, j, k) index bounds ``(lo, hi)`` of the voxels of ``reference`` the box overlaps.
+        """Inclusive (i, j, k) index bounds ``(lo, hi)`` of the voxels of ``reference`` whose centres the box spans.
 
         The box's RAS corners go to LPS and then through ``reference``'s index transform; a rotated box gives
-        the index-space bounding box of its corners. With ``clip`` the bounds are clipped to the image;
-        a box entirely outside raises :class:`PreprocessingError`.
+        the index-space bounding box of its corners (so a slice is in when the box crosses its centre plane, as
+        Slicer shows it). A box thinner than a voxel keeps the voxel it lies in. With ``clip`` the bounds are
+        clipped to the image; a box entirely outside raises :class:`PreprocessingError`.
         """
         index = lps_to_index(reference, ras_to_lps(self.corners_ras()))
-        lo = np.floor(index.min(axis=0) + 0.5 + _EPS).astype(int)
-        hi = np.ceil(index.max(axis=0) - 0.5 - _EPS).astype(int)
-        hi = np.maximum(hi, lo)  # a box thinner than one voxel still covers the voxel it lies in
+        low, high = index.min(axis=0), index.max(axis=0)
+        lo = np.ceil(low - _EPS).astype(int)
+        hi = np.floor(high + _EPS).astype(int)
+        thin = lo > hi
+        lo[thin] = hi[thin] = np.floor((low[thin] + high[thin]) / 2.0 + 0.5).astype(int)
         if clip:
             size = np.asarray(reference.GetSize())
             if np.any(hi < 0) or np.any(lo > size - 1):

@@ -40,7 +40,7 @@ class PreprocessSettings:
     registration_iterations: int = 200
     registration_shrink: tuple[int, ...] = (4, 2, 1)
     registration_smoothing_mm: tuple[float, ...] = (2.0, 1.0, 0.0)
-    registration_seed: int = 0
+    registration_seed: int = 1  # > 0: ITK reads seed 0 as 'seed from the wall clock'
     # N4 bias-field correction
     n4_shrink: int = 4
     n4_iterations: tuple[int, ...] = (50, 50, 30)
@@ -55,6 +55,8 @@ class PreprocessSettings:
             raise ValueError(f"slice_size {self.slice_size} is too small (at least 8)")
         if self.margin_mm < 0:
             raise ValueError(f"margin_mm {self.margin_mm} is negative")
+        if self.registration_seed < 1:
+            raise ValueError(f"registration_seed {self.registration_seed} must be ≥ 1 (0 would seed from the clock)")
         if len(self.registration_shrink) != len(self.registration_smoothing_mm):
             raise ValueError("registration_shrink and registration_smoothing_mm need the same number of levels")
         self.registration_shrink = tuple(int(v) for v in self.registration_shrink)

@@ -1,0 +1,77 @@
+"""`dmif preprocess`: register, N4, skull strip and z-score a cohort; write QA images and provenance per case."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+
+HELP = "preprocess a cohort (registration to T1C, N4, skull stripping, z-score) into a folder with QA and provenance"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cohort", required=True, help="cohort.csv (patient_id, t1c, t2w[, flair], roi, ...)")
+    parser.add_argument("--out", required=True, help="output folder: cohort.csv, failures.tsv, cases/<patient>/")
+    parser.add_argument("--workers", type=int, default=1, help="cases processed in parallel (default 1)")
+    parser.add_argument("--settings", help="JSON file with PreprocessSettings fields to change")
+    parser.add_argument("--no-register", action="store_true", help="skip the rigid registration to T1C")
+    parser.add_argument("--no-n4", action="store_true", help="skip the N4 bias-field correction")
+    parser.add_argument("--skull-strip", choices=("auto", "mask", "none"),
+                        help="auto: the brain_mask column or the built-in fallback; mask: require the column; "
+                             "none: keep the skull")
+    parser.add_argument("--margin-mm", type=float, help="margin added around a label-derived box (mm)")
+    parser.add_argument("--no-qa", action="store_true", help="do not write the QA PNGs")
+
+
+def _progress_bar(event: dict) -> None:
+    done, total = event["case"], event["cases"]
+    width = 30
+    filled = int(width * done / max(total, 1))
+    status = event["status"] + (f": {event['problem']}" if event.get("problem") else "")
+    print(f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {event['patient_id']} {status}",
+          file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from DMIFLib.cohort import CohortError
+    from DMIFLib.preprocessing.cohort_runner import preprocess_cohort
+    from DMIFLib.preprocessing.settings import PreprocessSettings
+
+    try:
+        values = PreprocessSettings().to_dict()
+        if args.settings:
+            values.update(json.loads(Path(args.settings).read_text(encoding="utf-8")))
+        if args.no_register:
+            values["register"] = False
+        if args.no_n4:
+            values["n4"] = False
+        if args.skull_strip:
+            values["skull_strip"] = args.skull_strip
+        if args.margin_mm is not None:
+            values["margin_mm"] = args.margin_mm
+        settings = PreprocessSettings.from_dict(values)
+    except (OSError, ValueError, TypeError) as error:
+        print(f"dmif preprocess: settings: {error}", file=sys.stderr)
+        return 2
+    cancel = threading.Event()
+    try:
+        out_csv = preprocess_cohort(args.cohort, args.out, settings, workers=args.workers, progress=_progress_bar,
+                                    cancel=cancel, qa=not args.no_qa)
+    except (CohortError, OSError) as error:
+        print(f"dmif preprocess: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        cancel.set()
+        print("dmif preprocess: interrupted; finished cases are kept and will not be redone", file=sys.stderr)
+        return 130
+    failures = Path(args.out) / "failures.tsv"
+    n_failed = len(failures.read_text(encoding="utf-8").splitlines()) - 1
+    if out_csv.exists():
+        print(out_csv)
+    if n_failed:
+        print(f"dmif preprocess: {n_failed} case(s) failed; see {failures}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,299 @@
+"""``dmif preprocess``: preprocess a whole cohort into a folder that training and prediction read directly.
+
+Layout of ``out_dir``::
+
+    cohort.csv           the input rows, pointing at the preprocessed volumes; column ``preprocessed`` = 1
+    failures.tsv         patient_id, file, problem — one row per case that failed (header only when none)
+    cases/<patient>/     t1c.nii.gz, t2w.nii.gz[, flair.nii.gz]  z-scored float32 volumes on the T1C grid
+                         brain_mask.nii.gz, roi.* (a copy of the ROI file), <modality>_to_t1c.tfm
+                         provenance.json (parameters, versions, input hashes, timings, Mattes MI before/after)
+                         qa_box.png (box over every modality), qa_registration_<modality>.png (checkerboard)
+
+A case folder is built in a temporary folder and renamed into place, so it is complete or absent. A case whose
+inputs (by content hash), ROI and settings are unchanged is not redone (``status: cached``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk  # noqa: N813
+
+from DMIFLib.atomic import atomic_write_text
+from DMIFLib.cohort import CohortCase, CohortError, read_cohort, write_cohort
+from DMIFLib.preprocessing.backend import PreprocessingBackend, default_backend
+from DMIFLib.preprocessing.errors import PreprocessingError
+from DMIFLib.preprocessing.io import read_image, write_image
+from DMIFLib.preprocessing.pipeline import is_preprocessed, preprocess_volumes, read_case_images
+from DMIFLib.preprocessing.provenance import cache_key, file_sha256, package_versions
+from DMIFLib.preprocessing.qa import box_overlay_png, checkerboard_png
+from DMIFLib.preprocessing.roi import load_roi
+from DMIFLib.preprocessing.settings import PreprocessSettings
+
+FAILURE_COLUMNS = ("patient_id", "file", "problem")
+
+
+def case_folder_name(patient_id: str) -> str:
+    """A file-system-safe folder name for a patient id."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", patient_id).strip(".") or "case"
+
+
+def _inputs(case: CohortCase) -> dict[str, Path]:
+    files = {m: Path(case.images[m]) for m in case.modalities}
+    if not case.roi_is_inline():
+        files["roi"] = Path(case.roi)
+    if case.brain_mask is not None:
+        files["brain_mask"] = Path(case.brain_mask)
+    return files
+
+
+def _hash_inputs(case: CohortCase) -> dict[str, str]:
+    hashes = {}
+    for name, path in _inputs(case).items():
+        if not path.exists():
+            raise PreprocessingError(f"{name} file not found", case=case.patient_id, file=path)
+        try:
+            hashes[name] = file_sha256(path)
+        except OSError as error:
+            raise PreprocessingError(f"cannot read the {name} file ({error})", case=case.patient_id,
+                                     file=path) from error
+    return hashes
+
+
+def _roi_suffix(path: Path) -> str:
+    name = path.name.lower()
+    for suffix in (".mrk.json", ".nii.gz", ".seg.nrrd", ".json", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"):
+        if name.endswith(suffix):
+            return suffix
+    return "".join(path.suffixes) or ".nii.gz"
+
+
+def _swap_into_place(tmp_dir: Path, case_dir: Path) -> None:
+    """Rename the finished ``tmp_dir`` onto ``case_dir`` (replacing an older version of it)."""
+    old = None
+    if case_dir.exists():
+        old = case_dir.with_name(f".old-{case_dir.name}-{os.getpid()}-{time.monotonic_ns()}")
+        os.replace(case_dir, old)
+    os.replace(tmp_dir, case_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _cached(case_dir: Path, key: str) -> dict | None:
+    try:
+        provenance = json.loads((case_dir / "provenance.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if provenance.get("cache_key") != key:
+        return None
+    if not all((case_dir / name).is_file() for name in provenance.get("outputs", [])):
+        return None
+    return provenance
+
+
+def _output_case(case: CohortCase, case_dir: Path, provenance: dict) -> CohortCase:
+    """The output cohort row of a preprocessed case (paths into ``case_dir``)."""
+    outputs = provenance["outputs"]
+    roi = case.roi if case.roi_is_inline() else str(case_dir / provenance["roi_file"])
+    return CohortCase(
+        patient_id=case.patient_id, roi=roi, label=case.label, split=case.split,
+        images={m: case_dir / f"{m}.nii.gz" for m in case.modalities if f"{m}.nii.gz" in outputs},
+        brain_mask=case_dir / "brain_mask.nii.gz",
+        extra={**case.extra, "preprocessed": "1",
+               "provenance": os.path.relpath(case_dir / "provenance.json", case_dir.parent.parent)})
+
+
+def preprocess_case(case: CohortCase, out_dir: str | os.PathLike, settings: PreprocessSettings,
+                    backend: PreprocessingBackend | None = None, qa: bool = True) -> dict:
+    """Preprocess one case into ``out_dir/cases/<patient>/`` (or find it cached); returns its provenance dict.
+
+    Raises :class:`PreprocessingError` naming the case and file; nothing is left behind on error.
+    """
+    backend = backend or default_backend()
+    if is_preprocessed(case):
+        raise PreprocessingError("this case is already preprocessed (its cohort row says preprocessed=1)",
+                                 case=case.patient_id)
+    case_dir = Path(out_dir) / "cases" / case_folder_name(case.patient_id)
+    hashes = _hash_inputs(case)
+    key = cache_key(hashes, case.roi if case.roi_is_inline() else "", settings.to_dict(), backend.name)
+    cached = _cached(case_dir, key)
+    if cached is not None:
+        return {**cached, "status": "cached"}
+    started = time.perf_counter()
+    start = time.perf_counter()
+    images = read_case_images(case)
+    mask = None
+    if case.brain_mask is not None:
+        mask = read_image(case.brain_mask, what="brain mask", case=case.patient_id)
+    reference_name = next(iter(images)) if "t1c" not in images else "t1c"
+    box = load_roi(case.roi, images[reference_name], settings.margin_mm, case=case.patient_id)
+    lo, hi = box.ijk_bounds(images[reference_name])  # an ROI outside the image fails here, before the work
+    read_s = time.perf_counter() - start
+    prepared = preprocess_volumes(images, settings, mask, backend, case.patient_id)
+    case_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".tmp-{case_dir.name}-", dir=case_dir.parent))
+    try:
+        start = time.perf_counter()
+        outputs = []
+        for name, volume in prepared.volumes.items():
+            write_image(volume, tmp_dir / f"{name}.nii.gz")
+            outputs.append(f"{name}.nii.gz")
+        write_image(prepared.mask, tmp_dir / "brain_mask.nii.gz")
+        outputs.append("brain_mask.nii.gz")
+        for name, result in prepared.registrations.items():
+            sitk.WriteTransform(result.transform, str(tmp_dir / f"{name}_to_{prepared.reference}.tfm"))
+            outputs.append(f"{name}_to_{prepared.reference}.tfm")
+        roi_file = None
+        if not case.roi_is_inline():
+            roi_file = f"roi{_roi_suffix(Path(case.roi))}"
+            shutil.copyfile(case.roi, tmp_dir / roi_file)
+            outputs.append(roi_file)
+        write_s = time.perf_counter() - start
+        start = time.perf_counter()
+        if qa:
+            box_overlay_png(prepared.volumes, box, tmp_dir / "qa_box.png", title=f"{case.patient_id}: ROI box")
+            outputs.append("qa_box.png")
+            reference = prepared.volumes[prepared.reference]
+            for name, result in prepared.registrations.items():
+                before = sitk.Resample(sitk.Cast(images[name], sitk.sitkFloat32), reference, sitk.Transform(),
+                                       sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+                checkerboard_png(reference, prepared.volumes[name], tmp_dir / f"qa_registration_{name}.png",
+                                 title=f"{case.patient_id}: {prepared.reference} / {name}  Mattes MI "
+                                       f"{result.mi_before:.3f} → {result.mi_after:.3f}",
+                                 moving_before=before)
+                outputs.append(f"qa_registration_{name}.png")
+        qa_s = time.perf_counter() - start
+        mask_array = sitk.GetArrayViewFromImage(prepared.mask)
+        voxel_ml = float(np.prod(prepared.mask.GetSpacing())) / 1000.0
+        provenance = {
+            "patient_id": case.patient_id,
+            "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "cache_key": key,
+            "settings": settings.to_dict(),
+            "backend": backend.name,
+            "versions": package_versions(),
+            "inputs": {name: {"path": str(path), "sha256": hashes[name]} for name, path in _inputs(case).items()},
+            "input_geometry": {m: {"size": list(im.GetSize()), "spacing_mm": list(im.GetSpacing()),
+                                   "origin_lps_mm": list(im.GetOrigin()), "direction_lps": list(im.GetDirection())}
+                               for m, im in images.items()},
+            "reference": prepared.reference,
+            "roi": {"value": case.roi, "box": box.to_dict(), "ijk_lo": lo.tolist(), "ijk_hi": hi.tolist()},
+            "roi_file": roi_file,
+            "registration": {name: {"mattes_mi_before": r.mi_before, "mattes_mi_after": r.mi_after,
+                                    "backend": r.backend, **r.rigid_parameters(),
+                                    **{k: v for k, v in r.details.items() if isinstance(v, (int, float, str))}}
+                             for name, r in prepared.registrations.items()},
+            "brain_mask": {"source": prepared.mask_source, "volume_ml": float(mask_array.sum()) * voxel_ml},
+            "zscore": prepared.stats,
+            "timings_s": {"read": read_s, **prepared.timings, "write": write_s, "qa": qa_s,
+                          "total": time.perf_counter() - started},
+            "outputs": outputs,
+        }
+        atomic_write_text(tmp_dir / "provenance.json", json.dumps(provenance, indent=2))
+        _swap_into_place(tmp_dir, case_dir)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return {**provenance, "status": "done"}
+
+
+def _worker(case: CohortCase, out_dir: str, settings: dict, backend: PreprocessingBackend | None, qa: bool,
+            threads: int) -> dict:
+    """Run one case in a worker process; every failure becomes a failure row (never an exception)."""
+    if threads:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    try:
+        result = preprocess_case(case, out_dir, PreprocessSettings.from_dict(settings), backend, qa)
+        return {"patient_id": case.patient_id, "status": result["status"], "provenance": result}
+    except PreprocessingError as error:
+        return {"patient_id": case.patient_id, "status": "failed", "file": error.file or "",
+                "problem": error.problem}
+    except Exception as error:  # one broken case must not stop the cohort
+        return {"patient_id": case.patient_id, "status": "failed", "file": "",
+                "problem": f"{type(error).__name__}: {error}".strip()}
+
+
+def _failures_text(failures: list[dict]) -> str:
+    def clean(value: str) -> str:
+        return " ".join(str(value).split())
+
+    lines = ["\t".join(FAILURE_COLUMNS)]
+    lines += ["\t".join(clean(f.get(c, "")) for c in FAILURE_COLUMNS) for f in failures]
+    return "\n".join(lines) + "\n"
+
+
+def preprocess_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike,
+                      settings: PreprocessSettings | None = None, workers: int = 1,
+                      progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
+                      backend: PreprocessingBackend | None = None, qa: bool = True) -> Path:
+    """Preprocess every case of ``cohort_csv`` into ``out_dir`` (layout in the module docstring).
+
+    Returns ``out_dir/cohort.csv`` listing the cases that succeeded; failed cases go to ``out_dir/failures.tsv``
+    and do not stop the others. ``workers`` > 1 runs cases in parallel processes. ``progress`` gets
+    ``{"stage": "preprocess", "case": done, "cases": total, "patient_id", "status"}`` after each case;
+    ``cancel`` stops before the next case (finished cases stay cached) and raises :class:`InterruptedError`.
+    Raises :class:`CohortError` for an unusable table (nothing is written then).
+    """
+    settings = settings or PreprocessSettings()
+    cohort_csv = Path(cohort_csv)
+    out_dir = Path(out_dir)
+    cases = read_cohort(cohort_csv)
+    out_csv = out_dir / "cohort.csv"
+    if out_csv.resolve() == cohort_csv.resolve():
+        raise CohortError(f"{cohort_csv}: the output folder must not hold the input cohort.csv (it would be replaced)")
+    if out_csv.exists():
+        with open(out_csv, encoding="utf-8-sig") as handle:
+            header = handle.readline()
+        if "preprocessed" not in header.split(","):
+            raise CohortError(f"{out_csv} exists and was not written by dmif preprocess; choose another --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings_dict = settings.to_dict()
+    results: dict[str, dict] = {}
+
+    def record(result: dict) -> None:
+        results[result["patient_id"]] = result
+        if progress is not None:
+            progress({"stage": "preprocess", "case": len(results), "cases": len(cases),
+                      "patient_id": result["patient_id"], "status": result["status"],
+                      "problem": result.get("problem", "")})
+
+    if workers <= 1:
+        for case in cases:
+            if cancel is not None and cancel.is_set():
+                raise InterruptedError(f"preprocessing cancelled after {len(results)} of {len(cases)} cases")
+            record(_worker(case, str(out_dir), settings_dict, backend, qa, 0))
+    else:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            pending = {pool.submit(_worker, case, str(out_dir), settings_dict, backend, qa, threads)
+                       for case in cases}
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    record(future.result())
+                if cancel is not None and cancel.is_set():
+                    for future in pending:
+                        future.cancel()
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise InterruptedError(f"preprocessing cancelled after {len(results)} of {len(cases)} cases")
+    failures = [results[c.patient_id] for c in cases if results[c.patient_id]["status"] == "failed"]
+    atomic_write_text(out_dir / "failures.tsv", _failures_text(failures))
+    succeeded = [c for c in cases if results[c.patient_id]["status"] != "failed"]
+    out_cases = [_output_case(c, out_dir / "cases" / case_folder_name(c.patient_id), results[c.patient_id]
+                              ["provenance"]) for c in succeeded]
+    if out_cases:
+        write_cohort(out_cases, out_csv)
+    elif out_csv.exists():
+        out_csv.unlink()
+    return out_csv
+
