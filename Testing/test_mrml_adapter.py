@@ -95,6 +95,12 @@ def test_tables_survive_scene_save_and_reload_under_the_patient(tmp_path):
     saved = save_scene(scene, tmp_path / "out" / "scene.mrml")
     assert not [p for p in saved.parent.iterdir() if p.name.startswith(".")], "staging files left behind"
 
+    stored_at = node.GetStorageNode().GetFileName()
+    with pytest.raises(MRMLError, match="already exists"):
+        save_scene(scene, saved)  # never replaces what is there
+    assert node.GetStorageNode().GetFileName() == stored_at
+    assert save_scene(scene, saved, overwrite=True) == saved
+
     again = load_scene(saved)
     reloaded = again.GetFirstNodeByName("Results")
     columns = tables.table_columns(reloaded)

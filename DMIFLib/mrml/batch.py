@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where the network runs (default: auto)")
     parser.add_argument("--scene-name", default="DMIF_predictions.mrml", help="scene file name in OUT")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the scene files of an earlier run in OUT (refused otherwise)")
     return parser
 
 
@@ -68,12 +70,15 @@ def run(args: argparse.Namespace) -> Path:
     from DMIFLib.model_file import load_model
 
     read_cohort(args.cohort)  # a bad table fails here, before the model is loaded
+    scene_path = Path(args.out) / args.scene_name
+    if scene_path.exists() and not args.overwrite:
+        raise FileExistsError(f"{scene_path}: already exists (an earlier run?); use --overwrite or another OUT")
     info = model_info(load_model(args.model))
     about_model = {k: info[k] for k in ("marker", "model_name", "model_version")}
     predictions = Path(predict_cohort(args.cohort, args.model, args.out, device=args.device, progress=_progress))
     scene = slicer.mrmlScene if in_slicer_application() else new_scene()
     predictions_to_scene(predictions, scene, about_model)
-    scene_path = save_scene(scene, Path(args.out) / args.scene_name)
+    scene_path = save_scene(scene, scene_path, overwrite=args.overwrite)
     _progress({"message": f"wrote {predictions} and {scene_path}"})
     return scene_path
 

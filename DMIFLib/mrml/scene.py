@@ -99,11 +99,12 @@ def _safe_file_name(name: str, used: set[str]) -> str:
     return candidate
 
 
-def save_scene(scene: slicer.vtkMRMLScene, mrml_path: str | os.PathLike) -> Path:
+def save_scene(scene: slicer.vtkMRMLScene, mrml_path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Save the scene as ``mrml_path`` with every storable node's data written next to it.
 
     Files are written into a staging folder first and then moved into place one by one with ``os.replace``
-    (the ``.mrml`` last), so a reader never sees a partial file. Returns the ``.mrml`` path.
+    (the ``.mrml`` last), so a reader never sees a partial file. Existing files are never replaced unless
+    ``overwrite`` (MRMLError naming the first one). Returns the ``.mrml`` path.
     """
     mrml_path = Path(mrml_path).resolve()
     if mrml_path.suffix != ".mrml":
@@ -111,9 +112,10 @@ def save_scene(scene: slicer.vtkMRMLScene, mrml_path: str | os.PathLike) -> Path
     folder = mrml_path.parent
     folder.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{mrml_path.stem}.", suffix=".tmp", dir=folder))
+    used: set[str] = {mrml_path.name.lower()}
+    written: list[tuple[object, str, str | None]] = []
+    previous_root = scene.GetRootDirectory()
     try:
-        used: set[str] = {mrml_path.name.lower()}
-        written: list[tuple[object, str]] = []
         for index in range(scene.GetNumberOfNodes()):
             node = scene.GetNthNode(index)
             if not node.IsA("vtkMRMLStorableNode") or not node.GetSaveWithScene():
@@ -130,20 +132,28 @@ def save_scene(scene: slicer.vtkMRMLScene, mrml_path: str | os.PathLike) -> Path
                 continue
             stem = _safe_file_name(node.GetName() or node.GetID(), used)
             file_name = f"{stem}.{storage.GetDefaultWriteFileExtension()}"
+            written.append((storage, file_name, storage.GetFileName()))
             storage.SetFileName(str(stage / file_name))
             if not storage.WriteData(node):
                 raise MRMLError(f"{mrml_path}: could not write node '{node.GetName()}' to {file_name}")
-            written.append((storage, file_name))
         scene.SetRootDirectory(str(stage))
         if not scene.Commit(str(stage / mrml_path.name)):
             raise MRMLError(f"{mrml_path}: could not write the scene file")
+        existing = [folder / p.name for p in stage.iterdir() if (folder / p.name).exists()]
+        if existing and not overwrite:
+            raise MRMLError(f"{existing[0]}: already exists; choose another folder or allow overwriting")
         for path in sorted(stage.iterdir(), key=lambda p: p.suffix == ".mrml"):
             os.replace(path, folder / path.name)
-        for storage, file_name in written:
+        for storage, file_name, _ in written:
             storage.SetFileName(str(folder / file_name))
+        written.clear()
         scene.SetRootDirectory(str(folder))
         scene.SetURL(str(mrml_path))
     finally:
+        if written:  # failed: the nodes keep pointing at their previous files
+            for storage, _, previous in written:
+                storage.SetFileName(previous or "")
+            scene.SetRootDirectory(previous_root or "")
         shutil.rmtree(stage, ignore_errors=True)
     return mrml_path
 
