@@ -4,6 +4,7 @@ Thin Slicer module over DMIFLib: the computation is in ``DMIFPredictLib.logic.Pr
 under slicer-core) and ``DMIFLib.mrml``; this file holds the GUI, the parameter node and the dependency prompts.
 """
 
+import importlib.util
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -149,6 +150,9 @@ class DMIFPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.modelInfoLabel.text = _("No model loaded")
             return
         qt.QSettings().setValue(MODEL_PATH_SETTING, path)
+        if importlib.util.find_spec("torch") is None:
+            self.ui.modelInfoLabel.text = _("Model details appear once PyTorch is installed (on Apply).")
+            return
         try:
             self.ui.modelInfoLabel.text = self.logic.describeModelFile(path)
         except Exception as error:  # a wrong file must not break the panel: show why
