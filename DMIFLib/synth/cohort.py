@@ -26,6 +26,15 @@ def balanced_labels(n_patients: int, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(labels)
 
 
+def balanced_within(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A boolean nuisance flag that is on for half of each class, so that it cannot confound the label by chance."""
+    flags = np.zeros(len(labels), dtype=bool)
+    for value in np.unique(labels):
+        members = np.flatnonzero(labels == value)
+        flags[members] = balanced_labels(len(members), rng).astype(bool)
+    return flags
+
+
 def _make(args: tuple) -> dict[str, Path]:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     return make_patient(*args)
@@ -51,10 +60,14 @@ def synthesize_cohort(out_dir: str | os.PathLike, n_patients: int, seed: int, wo
     out_dir.mkdir(parents=True, exist_ok=True)
     root = np.random.SeedSequence(seed)
     label_seed, *patient_seeds = root.spawn(n_patients + 1)
-    labels = balanced_labels(n_patients, np.random.default_rng(label_seed))
+    label_rng = np.random.default_rng(label_seed)
+    labels = balanced_labels(n_patients, label_rng)
+    # The enhancing rim moves the tumour's mean and spread on T1C: balance it within each class.
+    rims = balanced_within(labels, label_rng)
     width = max(3, len(str(n_patients)))
     ids = [f"SYN{i + 1:0{width}d}" for i in range(n_patients)]
-    jobs = [(out_dir / pid, pid, int(lab), ss, scale) for pid, lab, ss in zip(ids, labels, patient_seeds, strict=True)]
+    jobs = [(out_dir / pid, pid, int(lab), ss, scale, bool(rim))
+            for pid, lab, ss, rim in zip(ids, labels, patient_seeds, rims, strict=True)]
     results: dict[str, dict[str, Path]] = {}
 
     def report(pid: str) -> None:

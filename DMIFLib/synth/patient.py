@@ -34,13 +34,16 @@ def _registration_truth(rng: np.random.Generator, center: np.ndarray) -> sitk.Eu
 
 
 def make_patient(folder: Path, patient_id: str, label: int, seed_sequence: np.random.SeedSequence,
-                 scale: float = 1.0) -> dict[str, Path]:
+                 scale: float = 1.0, rim: bool | None = None) -> dict[str, Path]:
     """Simulate and write one patient into ``folder`` (atomic files); returns paths by key of :data:`FILES`.
 
     ``scale`` shrinks the head, the tumour and the field of view (for tests); spacings and texture stay real.
+    ``rim`` forces the T1C-enhancing tumour rim on or off (random when None).
     """
     rng = np.random.default_rng(seed_sequence)
     phantom = Phantom.random(rng, scale)
+    if rim is not None:
+        phantom.rim = bool(rim)
     texture, texture_params = draw_texture(rng, label)
     texture_gain = rng.uniform(0.8, 1.25)
     truth_transform = _registration_truth(rng, phantom.center)
