@@ -185,3 +185,18 @@ def test_train_logic_cancel_stops_the_worker(synthetic_cohort, tmp_path):
     with pytest.raises(ProcessLookupError):
         os.kill(events[0]["pid"], 0)
     assert not (tmp_path / "run" / "model.pt").exists()
+
+
+@pytest.mark.gpu
+def test_predict_logic_on_cuda_matches_cpu(synthetic_cohort, trained_run):
+    from DMIFLib.cohort import read_cohort
+    from DMIFLib.mrml.roi import box_to_roi_node, fit_box_to_labelmap
+
+    case = read_cohort(synthetic_cohort)[0]
+    scene = new_scene()
+    t1c, t2w = load_volume(scene, case.images["t1c"], "T1C"), load_volume(scene, case.images["t2w"], "T2W")
+    roi = box_to_roi_node(fit_box_to_labelmap(load_volume(scene, case.roi, "tumour", labelmap=True)), scene)
+    model = str(trained_run / "model.pt")
+    on = {device: PredictLogic().predict(scene, t1c=t1c, t2w=t2w, roi=roi, modelPath=model, device=device)[0]
+          for device in ("cpu", "cuda")}
+    assert on["cuda"].p_fused == pytest.approx(on["cpu"].p_fused, abs=1e-4)
