@@ -93,6 +93,7 @@ def run_cli(module_name: str, parameters: dict, cancel: threading.Event | None =
         if module is None:
             raise CLIError(f"Slicer's {module_name} module is not available (it ships with 3D Slicer, not with "
                            "slicer-core); use the SimpleITK preprocessing backend")
+
         def start(_name, params):
             return slicer.cli.run(module, None, params, wait_for_completion=False, update_display=False)
     if process_events is None:

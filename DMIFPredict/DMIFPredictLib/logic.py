@@ -112,7 +112,6 @@ class PredictLogic:
         return f"{prediction.p_fused:.3f} → {verdict} (cut-off {prediction.cutoff:.2f})"
 
 
-
 def selfTestCase(scene: slicer.vtkMRMLScene, folder, backendFactory: Callable | None = None,
                  modelPath: str | None = None):
     """The module's built-in test: one synthetic patient loaded into the scene, its box fitted to its tumour

@@ -37,6 +37,8 @@ SELF_TEST_OVERRIDES = {
 self-tests; its preprocessing settings go into the model file."""
 
 COHORT_COLUMNS = ("patient_id", "t1c", "t2w", "flair", "roi", "label", "split")
+
+
 @dataclass
 class TrainNodes:
     """The MRML results of a finished training run."""
