@@ -22,13 +22,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic cohort and the training")
     parser.add_argument("--workers", type=int, default=2, help="processes for synthesis and preprocessing")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    parser.add_argument("--scale", type=float, default=1.0, help="synthetic head size factor (0.5: faster, smaller)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per stage (default: the quick preset's)")
 
 
 def _say(text: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
-def run_demo(out: Path, patients: int, seed: int, workers: int, device: str) -> dict[str, Path]:
+def run_demo(out: Path, patients: int, seed: int, workers: int, device: str, scale: float = 1.0,
+             epochs: int | None = None) -> dict[str, Path]:
     """Run the five steps in ``out``; returns the evaluation's tables (name -> path)."""
     from DMIFLib.cohort import read_cohort, write_cohort
     from DMIFLib.commands.train import print_progress
@@ -45,7 +48,7 @@ def run_demo(out: Path, patients: int, seed: int, workers: int, device: str) -> 
         _say(f"reusing the synthetic cohort {synth_csv}")
     else:
         _say(f"1/5 synthesising {patients} patients")
-        synthesize_cohort(out / "synth", patients, seed, workers=workers)
+        synthesize_cohort(out / "synth", patients, seed, workers=workers, scale=scale)
     _say("2/5 preprocessing (registration, N4, skull strip, z-score)")
     prepared_csv = preprocess_cohort(synth_csv, out / "preprocessed", workers=workers, progress=lambda e: _say(
         f"preprocess {e['case']}/{e['cases']} {e['patient_id']} {e.get('status', '')}"))
@@ -56,7 +59,7 @@ def run_demo(out: Path, patients: int, seed: int, workers: int, device: str) -> 
         resume = (train_dir / CHECKPOINT_NAME).is_file()
         _say(f"3/5 training (quick preset{', resumed' if resume else ''})")
         train_cohort(prepared_csv, train_dir, preset="quick", device=device, resume=resume,
-                     progress=print_progress, overrides={"seed": seed})
+                     progress=print_progress, overrides={"seed": seed, **({"epochs": epochs} if epochs else {})})
     test_ids = {row["patient_id"] for row in read_tsv(train_dir / "split.tsv") if row["split"] == "test"}
     test_csv = write_cohort([c for c in read_cohort(prepared_csv) if c.patient_id in test_ids],
                             out / "test_cohort.csv")
@@ -74,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     out = Path(args.out)
     try:
-        tables = run_demo(out, args.patients, args.seed, args.workers, args.device)
+        tables = run_demo(out, args.patients, args.seed, args.workers, args.device, args.scale, args.epochs)
     except user_errors() as error:
         print(f"dmif demo: error: {error}", file=sys.stderr)
         return 2

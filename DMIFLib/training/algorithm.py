@@ -41,6 +41,7 @@ from DMIFLib.training.data import PatientSlices, load_cohort_slices
 from DMIFLib.training.device import resolve_device
 from DMIFLib.training.errors import TrainingError
 from DMIFLib.training.presets import TrainConfig, make_config
+from DMIFLib.training.scattering_stage import cache_supports, cached_minet_data
 from DMIFLib.training.split import patient_split, validation_split
 from DMIFLib.training.stage import SliceSet, epoch_seed, fit
 
@@ -113,10 +114,12 @@ def build_stage_net(name: str, done: dict[str, dict], config: TrainConfig, modal
 
 
 def _subsample(n: int, limit: int | None) -> np.ndarray:
-    """At most ``limit`` indices evenly spaced over range(n)."""
+    """The central ``limit`` of ``n`` slice indices (all when ``limit`` is None): the box's end slices show the
+    least tumour."""
     if limit is None or n <= limit:
         return np.arange(n)
-    return np.unique(np.linspace(0, n - 1, limit).round().astype(int))
+    start = (n - limit) // 2
+    return np.arange(start, start + limit)
 
 
 def _slice_set(patients: list[PatientSlices], modalities: tuple[str, ...], limit: int | None) -> SliceSet:
@@ -211,6 +214,8 @@ def _prepare_out_dir(out: Path, resume: bool) -> dict | None:
             if (out / MODEL_NAME).is_file():
                 raise TrainingError(f"{out}: this run is already complete ({MODEL_NAME} exists); nothing to resume")
             raise TrainingError(f"{out}: no {CHECKPOINT_NAME} to resume from; start without --resume")
+        for stale in out.glob(".*.tmp*"):  # temporary files of writes that a kill interrupted
+            stale.unlink()
         return load_checkpoint(checkpoint)
     if checkpoint.is_file() or (out / MODEL_NAME).is_file():
         raise TrainingError(f"{out}: already holds a training run; use --resume to continue it, or choose "
@@ -271,7 +276,8 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
 
     train_set = _slice_set([by_id[i] for i in fit_ids], modalities, config.max_slices)
     val_set = _slice_set([by_id[i] for i in val_ids], modalities, config.max_slices) if val_ids else None
-    augment = SliceAugmenter(AugmentConfig.from_dict(config.augment), config.seed) if config.augment else None
+    augment_config = AugmentConfig.from_dict(config.augment) if config.augment else None
+    augment = SliceAugmenter(augment_config, config.seed) if augment_config else None
     names = stage_names(modalities)
     for step, name in enumerate(names, start=1):
         if name in run.done:
@@ -284,6 +290,15 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
         else:
             channel = modalities.index(name.split("/")[1])
             train, val = _channel(train_set, channel), (_channel(val_set, channel) if val_set else None)
+        stage_augment, forward = augment, None
+        if name.endswith("/minet") and config.scattering_cache and cache_supports(augment_config):
+            def cache_progress(event: dict, step: int = step) -> None:
+                if progress is not None:
+                    progress({**event, "step": step, "steps": len(names), "fraction": (step - 1) / len(names)})
+
+            train, val, stage_augment = cached_minet_data(net, train, val, augment_config, torch_device,
+                                                          cache_progress, cancel)
+            forward = net.forward_from_scattering
         current = checkpoint["current"] if checkpoint and checkpoint["current"] else None
         resume_state = current["fit"] if current and current["stage"] == name else None
 
@@ -298,8 +313,8 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
             run.save({"stage": name, "spec": net.spec(), "fit": fit_state})
 
         result = fit(net, train, val, lr=config.lr[level], epochs=config.epochs[level],
-                     batch_size=config.batch_size, device=torch_device, augment=augment, seed=config.seed,
-                     stage=name, patience=config.patience, progress=stage_progress, cancel=cancel,
+                     batch_size=config.batch_size, device=torch_device, augment=stage_augment, seed=config.seed,
+                     stage=name, patience=config.patience, forward=forward, progress=stage_progress, cancel=cancel,
                      checkpoint=save_epoch, resume=resume_state)
         run.done[name] = {"spec": net.spec(), "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
         run.history += result.history

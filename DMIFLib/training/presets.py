@@ -24,7 +24,7 @@ class TrainConfig:
 
     net_width: the nets' width preset ("tiny", "quick", "paper"); mi_scales: MI-Net's scattering scales J.
     epochs, lr: per stage ("stage1", "stage2", "stage3"). slice_size: the preprocessing's S×S.
-    max_slices: at most this many slices per training patient, evenly spaced through the stack (None: all).
+    max_slices: at most this many slices per training patient, the central ones of its stack (None: all).
     val_fraction: share of each class of the training patients held out for ReduceLROnPlateau / model choice.
     augment: ``AugmentConfig`` fields, or None for no augmentation. modalities: None = every modality that
     all patients have. scattering_cache: train MI-Net (stage 1) from cached scattering coefficients.

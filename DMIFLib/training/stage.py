@@ -108,8 +108,10 @@ def fit(net: nn.Module, train: SliceSet, val: SliceSet | None, *, lr: float, epo
     """Train ``net`` in place for ``epochs`` epochs and leave it holding the best-validation-loss weights.
 
     ``train``/``val``: slices (N, C, H, W) float32 with labels (N,) 0/1 (CPU tensors; batches move to
-    ``device``). ``augment`` maps a batch (B, C, H, W) to an augmented one (only applied to tensor inputs);
-    ``forward(x) -> logits (B,)`` replaces ``net(x)`` (e.g. ``MINet.forward_from_scattering``).
+    ``device``). ``augment`` maps a training batch to the net's (augmented) input, e.g. (B, C, H, W) ->
+    (B, C, H, W), or slice indices -> cached scattering (only applied to tensor inputs; it is reseeded every
+    epoch through its ``reseed(seed)`` when it has one); ``forward(x) -> logits (B,)`` replaces ``net(x)``
+    (e.g. ``MINet.forward_from_scattering``).
     ``progress`` gets ``{"stage", "epoch", "epochs", "batch", "batches", "loss"}`` after every batch and
     ``{..., "val_loss", "val_auc", "lr"}`` after every epoch; ``cancel`` is checked before every batch and
     raises :class:`RunCancelledError` (the last completed epoch's checkpoint stays valid).

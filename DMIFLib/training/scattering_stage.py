@@ -1,0 +1,65 @@
+"""Stage 1 of MI-Net from cached scattering coefficients (:class:`DMIFLib.scattering.ScatteringCache`).
+
+The scattering has no trainable parameters, so MI-Net's stage 1 only needs each slice's coefficients once.
+The cache applies flips (exact: the flipped slices are scattered too) and brightness / intensity scaling
+(exact on the coefficients); an augmentation configuration with anything else (affine, noise, gamma) is
+trained on the fly instead (:func:`cache_supports`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from DMIFLib.scattering import CoefficientAugment, ScatteringCache
+from DMIFLib.training.augment import AugmentConfig
+from DMIFLib.training.errors import RunCancelledError
+from DMIFLib.training.stage import SliceSet
+
+
+def cache_supports(augment: AugmentConfig | None) -> bool:
+    """True when the scattering cache reproduces every augmentation of ``augment`` (None: no augmentation)."""
+    return augment is None or not CoefficientAugment.unsupported(augment)
+
+
+class CachedCoefficients:
+    """Maps a batch of slice indices (B,) to MI-Net's input: per J (B, 1, K_J, h, w), augmented per sample.
+
+    Used as :func:`~DMIFLib.training.stage.fit`'s ``augment``; ``reseed`` restarts the draws (once per epoch).
+    """
+
+    def __init__(self, cache: ScatteringCache, augment: CoefficientAugment | None) -> None:
+        self.cache, self.augment = cache, augment
+        self.generator = torch.Generator()
+
+    def reseed(self, seed: int) -> None:
+        self.generator.manual_seed(int(seed))
+
+    def __call__(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.cache.batch(index.long(), self.augment, self.generator))
+
+
+def cached_minet_data(net: nn.Module, train: SliceSet, val: SliceSet | None, augment: AugmentConfig | None,
+                      device: torch.device, progress: Callable[[dict], None] | None = None,
+                      cancel: threading.Event | None = None) -> tuple[SliceSet, SliceSet | None, CachedCoefficients]:
+    """Scatter ``train`` and ``val`` slices (N, 1, S, S) once with ``net.scattering``.
+
+    Returns the training set as slice indices (N,) (turned into coefficients by the returned
+    :class:`CachedCoefficients`), the validation set as coefficient tensors, and that callable; train with
+    ``fit(..., augment=callable, forward=net.forward_from_scattering)``.
+    """
+    coefficient_augment = CoefficientAugment.from_config(augment) if augment is not None else None
+    flips = coefficient_augment is not None and coefficient_augment.flip_prob > 0
+    scattering = net.scattering.to(device)
+    try:
+        cache = ScatteringCache.build(scattering, train.x, flips=flips, progress=progress, cancel=cancel)
+        val_set = None
+        if val is not None and len(val):
+            val_cache = ScatteringCache.build(scattering, val.x, flips=False, cancel=cancel)
+            val_set = SliceSet(tuple(c.cpu() for c in val_cache.coeffs), val.y)
+    except InterruptedError as error:
+        raise RunCancelledError(str(error)) from None
+    return SliceSet(torch.arange(len(train)), train.y), val_set, CachedCoefficients(cache, coefficient_augment)
