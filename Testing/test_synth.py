@@ -55,6 +55,11 @@ def test_cohort_table_and_refusals(tmp_path):
         synthesize_cohort(tmp_path, 6, seed=2, scale=0.35)
     assert csv_path.read_bytes() == before
     assert main(["synth", "--out", str(tmp_path), "--patients", "2"]) == 2
+    (tmp_path / "old" / "SYN002").mkdir(parents=True)  # a patient folder without cohort.csv is kept too
+    with pytest.raises(FileExistsError, match="SYN002"):
+        synthesize_cohort(tmp_path / "old", 2, seed=2, scale=0.35)
+    with pytest.raises(ValueError, match="at least 2"):
+        synthesize_cohort(tmp_path / "one", 1, seed=2)
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(SynthCancelledError):

@@ -47,16 +47,20 @@ def synthesize_cohort(out_dir: str | os.PathLike, n_patients: int, seed: int, wo
 
     Each patient folder ``out_dir/SYNnnn/`` holds ``t1c.nii.gz``, ``t2w.nii.gz`` (int16), ``tumour_label.nii.gz``
     (uint8 on the T1C grid), ``brain_mask.nii.gz`` and ``truth.json`` (texture draw, true T2W offset).
-    Identical files for the same ``seed`` and ``scale``, whatever ``workers``. An existing ``cohort.csv`` is
-    only replaced with ``overwrite=True``. ``progress`` receives ``{"stage": "synth", "done", "total",
+    Identical files for the same ``seed`` and ``scale``, whatever ``workers``. An existing ``cohort.csv`` or
+    patient folder is only replaced with ``overwrite=True``. ``progress`` receives ``{"stage": "synth", "done", "total",
     "patient_id"}`` after each patient.
     """
     if n_patients < 2:
         raise ValueError(f"synthetic cohort: need at least 2 patients, got {n_patients}")
     out_dir = Path(out_dir)
     csv_path = out_dir / "cohort.csv"
-    if csv_path.exists() and not overwrite:
-        raise FileExistsError(f"{csv_path} already exists; choose another folder or pass overwrite")
+    width = max(3, len(str(n_patients)))
+    ids = [f"SYN{i + 1:0{width}d}" for i in range(n_patients)]
+    if not overwrite:
+        existing = [p for p in (csv_path, *(out_dir / pid for pid in ids)) if p.exists()]
+        if existing:
+            raise FileExistsError(f"{existing[0]} already exists; choose another folder or pass overwrite")
     out_dir.mkdir(parents=True, exist_ok=True)
     root = np.random.SeedSequence(seed)
     label_seed, *patient_seeds = root.spawn(n_patients + 1)
@@ -64,8 +68,6 @@ def synthesize_cohort(out_dir: str | os.PathLike, n_patients: int, seed: int, wo
     labels = balanced_labels(n_patients, label_rng)
     # The enhancing rim moves the tumour's mean and spread on T1C: balance it within each class.
     rims = balanced_within(labels, label_rng)
-    width = max(3, len(str(n_patients)))
-    ids = [f"SYN{i + 1:0{width}d}" for i in range(n_patients)]
     jobs = [(out_dir / pid, pid, int(lab), ss, scale, bool(rim))
             for pid, lab, ss, rim in zip(ids, labels, patient_seeds, rims, strict=True)]
     results: dict[str, dict[str, Path]] = {}
