@@ -52,7 +52,7 @@ def test_compare_cli_quick_preset_tiny_cohort(tmp_path, capsys):
     models = list(dict.fromkeys(r["model"] for r in table3))
     assert models == ["T1C DF-Net without SPP", "T1C DF-Net", "T1C MI-Net J=2", "T1C MI-Net J=2+3",
                       "T1C MI-Net J=2+3+4", "T1C DMIF-Net", "T2W DF-Net", "T2W MI-Net J=2", "T2W DMIF-Net", REFERENCE]
-    assert list(dict.fromkeys(r["model"] for r in table2)) == [REFERENCE, "ResNet34", "DenseNet121", "VGG"]
+    assert list(dict.fromkeys(r["model"] for r in table2)) == ["ResNet34", "DenseNet121", "VGG", REFERENCE]
     run = json.loads((out / "run.json").read_text())
     test_ids, train_ids = set(run["split"]["test"]), set(run["split"]["train"]) | set(run["split"]["validation"])
     assert not test_ids & train_ids and len(test_ids | train_ids) == 12 and len(test_ids) == 4

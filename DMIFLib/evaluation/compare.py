@@ -263,6 +263,7 @@ def write_comparison(outcomes: Sequence[ModelOutcome], train: SliceData, test: S
         for table in ("ablation", "reference") if o.table == "both" else (o.table,):
             rows[table] += [r_pat, r_sl]
         ci_rows += c_pat + c_sl
+    rows["reference"].sort(key=lambda r: r["model"] == REFERENCE)   # paper Table 2: reference CNNs, then DMIF-Net
     delong = []
     for table in ("reference", "ablation"):
         names = [r["model"] for r in rows[table] if r["level"] == "patient"]
