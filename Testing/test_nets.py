@@ -20,6 +20,7 @@ from DMIFLib.nets import (
 from DMIFLib.nets.spp import spp_eq3_bins, spp_kernel_stride
 
 CORE_KINDS = ("dfnet", "minet", "dmifnet", "multimodal")
+REFERENCE_KINDS = ("resnet34", "densenet121", "vgg")
 
 
 def _input(kind: str, batch: int = 2, modalities: int = 2) -> torch.Tensor:
@@ -27,7 +28,7 @@ def _input(kind: str, batch: int = 2, modalities: int = 2) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("preset", ["tiny", "paper"])
-@pytest.mark.parametrize("kind", CORE_KINDS)
+@pytest.mark.parametrize("kind", CORE_KINDS + REFERENCE_KINDS)
 def test_logits_and_features_shapes_at_128(kind: str, preset: str) -> None:
     torch.set_num_threads(1)
     net = build_net(preset_spec(kind, preset)).eval()
@@ -76,7 +77,7 @@ def test_spp_pools_the_maximum_of_each_eq3_window() -> None:
     assert out[0, 0] == x[0, 0].max() and out[0, 1] == x[0, 1].max()
 
 
-@pytest.mark.parametrize("kind", ["dfnet", "minet", "dmifnet"])
+@pytest.mark.parametrize("kind", ["dfnet", "minet", "dmifnet", *REFERENCE_KINDS])
 def test_spec_round_trip_and_weights_only_load(kind: str) -> None:
     net = build_net(preset_spec(kind, "tiny")).eval()
     buffer = io.BytesIO()
@@ -117,10 +118,13 @@ def test_forward_from_scattering_matches_forward() -> None:
 
 def test_minet_scale_subset() -> None:
     spec = preset_spec("minet", "tiny")
-    spec["config"]["scales"] = [2, 3]
+    spec["config"].update(scales=[2, 3], input_shape=[64, 64])
     net = build_net(spec)
     assert net.feature_dim == 21 * 2 * 4
-    assert net(torch.randn(1, 1, 128, 128)).shape == (1,)
+    assert [tuple(c.shape[-3:]) for c in net.scatter(torch.randn(1, 1, 64, 64))] == [(81, 16, 16), (217, 8, 8)]
+    assert net(torch.randn(1, 1, 64, 64)).shape == (1,)
+    with pytest.raises(ValueError, match="divisible"):
+        build_net({"kind": "minet", "config": {**spec["config"], "input_shape": [100, 100]}})
 
 
 def test_gradients_reach_both_dmifnet_branches() -> None:
@@ -173,3 +177,12 @@ def test_init_uniform_bounds() -> None:
     assert conv.weight.abs().max() <= (6 / (8 * 9)) ** 0.5
     assert fc.weight.abs().max() <= (6 / 41) ** 0.5
     assert conv.bias.abs().max() == 0 and fc.bias.abs().max() == 0
+
+
+@pytest.mark.parametrize("kind", REFERENCE_KINDS)
+def test_reference_nets_take_stacked_modalities(kind: str) -> None:
+    spec = preset_spec(kind, "tiny")
+    spec["config"]["in_channels"] = 2
+    net = build_net(spec)
+    assert net(torch.randn(2, 2, 128, 128)).shape == (2,)
+    assert build_net(net.spec()).spec() == spec

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +59,17 @@ class MINetConfig(NetConfig):
             raise ValueError(f"MINetConfig: pooling must be one of {POOLINGS}, got {self.pooling!r}")
 
 
+@functools.lru_cache(maxsize=8)
+def _scattering_prototype(scales: tuple[int, ...], L: int, shape: tuple[int, int], max_order: int) -> nn.Module:
+    """One scattering module per configuration, built once: building the filter banks takes seconds, and the
+    training stages rebuild MI-Nets several times. Nets get deep copies (buffers are not shared between nets)."""
+    scattering = MultiScaleScattering(J=scales, L=L, shape=shape, max_order=max_order)
+    for module in scattering.modules():
+        for name, buffer in list(module._buffers.items()):
+            module.register_buffer(name, buffer, persistent=False)
+    return scattering
+
+
 class SignedLog(nn.Module):
     """y = sign(x) · log(1 + |x| / eps): compresses scattering coefficients spanning orders of magnitude."""
 
@@ -99,11 +112,8 @@ class MINet(nn.Module):
     def __init__(self, config: MINetConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or MINetConfig()
-        self.scattering = MultiScaleScattering(J=config.scales, L=config.L, shape=tuple(config.input_shape),
-                                               max_order=config.max_order)
-        for module in self.scattering.modules():
-            for name, buffer in list(module._buffers.items()):
-                module.register_buffer(name, buffer, persistent=False)
+        self.scattering = copy.deepcopy(_scattering_prototype(tuple(config.scales), config.L,
+                                                              tuple(config.input_shape), config.max_order))
         j_max = max(config.scales)
         self.coefficient_channels = tuple(
             config.in_channels * scattering_channels(j, config.L, config.max_order) for j in config.scales

@@ -31,7 +31,7 @@ _REFERENCE: dict[str, dict[str, dict[str, Any]]] = {
     "resnet34": {"tiny": {"widen_factor": 0.125}, "quick": {"widen_factor": 0.25}, "paper": {}},
     "densenet121": {"tiny": {"init_features": 8, "growth_rate": 4}, "quick": {"init_features": 16, "growth_rate": 8},
                     "paper": {}},
-    "vgg": {"tiny": {"width": 4}, "quick": {"width": 16}, "paper": {"width": 64}},
+    "vgg": {"tiny": {"width": 4, "hidden": 16}, "quick": {"width": 8, "hidden": 256}, "paper": {}},
 }
 
 
@@ -52,7 +52,9 @@ def preset_spec(kind: str, preset: str, modalities: Sequence[str] = ("t1c", "t2w
                 raise ValueError(f"multimodal preset needs distinct modality names, got {tuple(modalities)}")
             config = MultimodalDMIFConfig(branches={m: branch for m in modalities}).to_dict()
     elif kind in _REFERENCE:
-        config = dict(_REFERENCE[kind][preset])
+        from DMIFLib.nets.reference import reference_config
+
+        config = reference_config(kind, _REFERENCE[kind][preset]).to_dict()
     else:
         raise ValueError(f"unknown net kind {kind!r}; choose one of {KINDS}")
     return {"kind": kind, "config": config}
