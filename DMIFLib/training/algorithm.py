@@ -41,7 +41,7 @@ from DMIFLib.training.data import PatientSlices, load_cohort_slices
 from DMIFLib.training.device import resolve_device
 from DMIFLib.training.errors import TrainingError
 from DMIFLib.training.presets import TrainConfig, make_config
-from DMIFLib.training.scattering_stage import cache_supports, cached_minet_data
+from DMIFLib.training.scattering_stage import cached_minet_data
 from DMIFLib.training.split import patient_split, validation_split
 from DMIFLib.training.stage import SliceSet, epoch_seed, fit
 
@@ -291,7 +291,7 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
             channel = modalities.index(name.split("/")[1])
             train, val = _channel(train_set, channel), (_channel(val_set, channel) if val_set else None)
         stage_augment, forward = augment, None
-        if name.endswith("/minet") and config.scattering_cache and cache_supports(augment_config):
+        if name.endswith("/minet") and config.scattering_cache:
             def cache_progress(event: dict, step: int = step) -> None:
                 if progress is not None:
                     progress({**event, "step": step, "steps": len(names), "fraction": (step - 1) / len(names)})

@@ -27,7 +27,8 @@ class TrainConfig:
     max_slices: at most this many slices per training patient, the central ones of its stack (None: all).
     val_fraction: share of each class of the training patients held out for ReduceLROnPlateau / model choice.
     augment: ``AugmentConfig`` fields, or None for no augmentation. modalities: None = every modality that
-    all patients have. scattering_cache: train MI-Net (stage 1) from cached scattering coefficients.
+    all patients have. scattering_cache: train MI-Net (stage 1) from cached scattering coefficients, with only
+    the augmentations the cache applies exactly (flips, brightness, intensity scaling).
     """
 
     preset: str = "paper"
@@ -45,7 +46,7 @@ class TrainConfig:
     augment: dict | None = field(default_factory=lambda: AugmentConfig().to_dict())
     modalities: tuple[str, ...] | None = None
     marker: str = "1p/19q co-deletion"
-    scattering_cache: bool = True
+    scattering_cache: bool = False
     preprocessing: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,7 +72,8 @@ _PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "net_width": "quick", "mi_scales": (2, 3), "batch_size": 32, "slice_size": 64, "max_slices": 8,
         "epochs": {"stage1": 8, "stage2": 4, "stage3": 3}, "lr": {"stage1": 1e-3, "stage2": 3e-4, "stage3": 1e-4},
-        "augment": AugmentConfig(affine_prob=0.0, gaussian_prob=0.0, rayleigh_prob=0.0).to_dict(),
+        "augment": AugmentConfig(rotate_deg=180.0, translate_px=4.0, gaussian_prob=0.0, rayleigh_prob=0.0).to_dict(),
+        "scattering_cache": True,
     },
 }
 PRESET_NAMES = tuple(_PRESETS)

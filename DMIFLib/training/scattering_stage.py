@@ -2,12 +2,14 @@
 
 The scattering has no trainable parameters, so MI-Net's stage 1 only needs each slice's coefficients once.
 The cache applies flips (exact: the flipped slices are scattered too) and brightness / intensity scaling
-(exact on the coefficients); an augmentation configuration with anything else (affine, noise, gamma) is
-trained on the fly instead (:func:`cache_supports`).
+(exact on the coefficients). The other augmentations (affine, noise, gamma) cannot act on cached
+coefficients: :func:`cache_augmentation` drops them for this stage only (the scattering is by construction
+stable to small deformations, which is what the affine augmentation teaches the other nets).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 
@@ -20,9 +22,11 @@ from DMIFLib.training.errors import RunCancelledError
 from DMIFLib.training.stage import SliceSet
 
 
-def cache_supports(augment: AugmentConfig | None) -> bool:
-    """True when the scattering cache reproduces every augmentation of ``augment`` (None: no augmentation)."""
-    return augment is None or not CoefficientAugment.unsupported(augment)
+def cache_augmentation(augment: AugmentConfig | None) -> AugmentConfig | None:
+    """The part of ``augment`` that the cache applies exactly: flips, brightness, intensity scaling."""
+    if augment is None:
+        return None
+    return dataclasses.replace(augment, affine_prob=0.0, gaussian_prob=0.0, rayleigh_prob=0.0, gamma=(1.0, 1.0))
 
 
 class CachedCoefficients:
@@ -45,12 +49,14 @@ class CachedCoefficients:
 def cached_minet_data(net: nn.Module, train: SliceSet, val: SliceSet | None, augment: AugmentConfig | None,
                       device: torch.device, progress: Callable[[dict], None] | None = None,
                       cancel: threading.Event | None = None) -> tuple[SliceSet, SliceSet | None, CachedCoefficients]:
-    """Scatter ``train`` and ``val`` slices (N, 1, S, S) once with ``net.scattering``.
+    """Scatter ``train`` and ``val`` slices (N, 1, S, S) once with ``net.scattering``; ``augment`` is reduced
+    with :func:`cache_augmentation`.
 
     Returns the training set as slice indices (N,) (turned into coefficients by the returned
     :class:`CachedCoefficients`), the validation set as coefficient tensors, and that callable; train with
     ``fit(..., augment=callable, forward=net.forward_from_scattering)``.
     """
+    augment = cache_augmentation(augment)
     coefficient_augment = CoefficientAugment.from_config(augment) if augment is not None else None
     flips = coefficient_augment is not None and coefficient_augment.flip_prob > 0
     scattering = net.scattering.to(device)
