@@ -68,12 +68,12 @@ def history_figure(rows: Sequence[Mapping[str, str]], title: str = "Training cur
     return _png(fig)
 
 
-def tsne_figure(embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "t-SNE of features") -> bytes:
+def tsne_figure(embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> bytes:
     """One scatter panel per model: ``{model: (xy (N, 2), labels (N,) 0/1)}``; class 1 = marker present."""
     n = len(embeddings)
     cols = min(n, 3)
     rows = -(-n // cols)
-    fig = Figure(figsize=(4 * cols, 3.8 * rows))
+    fig = Figure(figsize=(4 * cols, 3.8 * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.ravel()[n:]:
         ax.axis("off")
@@ -84,6 +84,4 @@ def tsne_figure(embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]], title: 
             ax.scatter(pts[:, 0], pts[:, 1], s=8, alpha=0.7, color=color, label=text)
         ax.set(title=name, xticks=[], yticks=[])
         ax.legend(fontsize=7, markerscale=1.5)
-    fig.suptitle(title)
-    fig.tight_layout()
     return _png(fig)
