@@ -12,7 +12,7 @@ from DMIFLib.cohort import CohortError
 from DMIFLib.evaluation.evaluate import evaluate_predictions
 from DMIFLib.evaluation.tables import DELONG_COLUMNS, TABLE2_COLUMNS, read_tsv
 from DMIFLib.stats import auc_ci, binary_metrics, delong_test
-from DMIFLib.stats.separability import class_distances
+from DMIFLib.stats.separability import class_distances, cosine_distance, mmd_linear
 
 
 def _write_run(folder, n=30, seed=0, slices=True):
@@ -124,3 +124,14 @@ def test_evaluate_uses_training_cutoffs_per_level_and_model_from_run_json(tmp_pa
     paths = evaluate_predictions(tmp_path / "predictions.tsv", tmp_path / "cohort.csv", tmp_path / "out2",
                                  cutoff=0.5, n_boot=5)
     assert {float(r["cutoff"]) for r in read_tsv(paths["table2"])} == {0.5}
+
+
+def test_separability_closed_forms_equal_the_papers_double_sums():
+    from sklearn.metrics.pairwise import cosine_similarity, linear_kernel
+
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(30, 12)) + 0.3, rng.normal(size=(25, 12))
+    b[3] = 0.0   # a zero feature vector
+    eq9 = abs(linear_kernel(a, a).mean() - 2 * linear_kernel(a, b).mean() + linear_kernel(b, b).mean())
+    assert mmd_linear(a, b) == pytest.approx(eq9, rel=1e-10)
+    assert cosine_distance(a, b) == pytest.approx(1 - cosine_similarity(a, b).mean(), rel=1e-10)
