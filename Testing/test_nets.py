@@ -186,3 +186,16 @@ def test_reference_nets_take_stacked_modalities(kind: str) -> None:
     net = build_net(spec)
     assert net(torch.randn(2, 2, 128, 128)).shape == (2,)
     assert build_net(net.spec()).spec() == spec
+
+
+def test_summary_command_prints_parameter_counts(capsys) -> None:
+    from DMIFLib.cli import main
+
+    assert main(["summary", "--preset", "tiny", "--kind", "dfnet", "--kind", "vgg", "--flops"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["preset", "net", "parameters", "features", "GFLOPs"]
+    for line, kind in zip(lines[1:], ("dfnet", "vgg"), strict=True):
+        net = build_net(preset_spec(kind, "tiny"))
+        _, name, params, features, gflops = line.split()
+        assert name == kind and params == f"{sum(p.numel() for p in net.parameters()):,}"
+        assert int(features) == net.feature_dim and float(gflops) > 0
