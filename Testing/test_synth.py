@@ -55,9 +55,15 @@ def test_cohort_table_and_refusals(tmp_path):
         synthesize_cohort(tmp_path, 6, seed=2, scale=0.35)
     assert csv_path.read_bytes() == before
     assert main(["synth", "--out", str(tmp_path), "--patients", "2"]) == 2
-    (tmp_path / "old" / "SYN002").mkdir(parents=True)  # a patient folder without cohort.csv is kept too
-    with pytest.raises(FileExistsError, match="SYN002"):
+    (tmp_path / "old" / "SYN002").mkdir(parents=True)
+    (tmp_path / "old" / "SYN002" / "notes.txt").write_text("the user's")  # not ours: refused, kept
+    with pytest.raises(FileExistsError, match=r"notes\.txt"):
         synthesize_cohort(tmp_path / "old", 2, seed=2, scale=0.35)
+    assert (tmp_path / "old" / "SYN002" / "notes.txt").read_text() == "the user's"
+    (tmp_path / "old" / "SYN002" / "notes.txt").unlink()
+    (tmp_path / "old" / "SYN002" / "t1c.nii.gz").write_bytes(b"partial")  # an interrupted run's file: redone
+    synthesize_cohort(tmp_path / "old", 2, seed=2, scale=0.35)
+    assert sitk.ReadImage(str(tmp_path / "old" / "SYN002" / "t1c.nii.gz")).GetDimension() == 3
     with pytest.raises(ValueError, match="at least 2"):
         synthesize_cohort(tmp_path / "one", 1, seed=2)
     cancel = threading.Event()

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from DMIFLib.cohort import CohortCase, write_cohort
-from DMIFLib.synth.patient import make_patient
+from DMIFLib.synth.patient import FILES, make_patient
 
 
 class SynthCancelledError(RuntimeError):
@@ -35,6 +35,14 @@ def balanced_within(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return flags
 
 
+def _foreign(folder: Path) -> list[Path]:
+    """What ``folder`` holds besides the files (and temporary files) that :func:`make_patient` writes."""
+    if not folder.is_dir():
+        return [folder]
+    ours = set(FILES.values())
+    return [p for p in folder.iterdir() if p.name not in ours and not (p.name.startswith(".") and ".tmp" in p.name)]
+
+
 def _make(args: tuple) -> dict[str, Path]:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     return make_patient(*args)
@@ -47,9 +55,10 @@ def synthesize_cohort(out_dir: str | os.PathLike, n_patients: int, seed: int, wo
 
     Each patient folder ``out_dir/SYNnnn/`` holds ``t1c.nii.gz``, ``t2w.nii.gz`` (int16), ``tumour_label.nii.gz``
     (uint8 on the T1C grid), ``brain_mask.nii.gz`` and ``truth.json`` (texture draw, true T2W offset).
-    Identical files for the same ``seed`` and ``scale``, whatever ``workers``. An existing ``cohort.csv`` or
-    patient folder is only replaced with ``overwrite=True``. ``progress`` receives ``{"stage": "synth", "done", "total",
-    "patient_id"}`` after each patient.
+    Identical files for the same ``seed`` and ``scale``, whatever ``workers``. An existing ``cohort.csv``, or a
+    patient folder holding other files, is only replaced with ``overwrite=True``; an interrupted run's folders
+    are redone. ``progress`` receives ``{"stage": "synth", "done", "total", "patient_id"}`` after each patient;
+    ``cancel`` stops between patients (:class:`SynthCancelledError`).
     """
     if n_patients < 2:
         raise ValueError(f"synthetic cohort: need at least 2 patients, got {n_patients}")
@@ -58,7 +67,9 @@ def synthesize_cohort(out_dir: str | os.PathLike, n_patients: int, seed: int, wo
     width = max(3, len(str(n_patients)))
     ids = [f"SYN{i + 1:0{width}d}" for i in range(n_patients)]
     if not overwrite:
-        existing = [p for p in (csv_path, *(out_dir / pid for pid in ids)) if p.exists()]
+        # Folders left by an interrupted run (only this module's files) are redone; anything else is kept.
+        existing = [csv_path] if csv_path.exists() else []
+        existing += [p for pid in ids if (out_dir / pid).exists() for p in _foreign(out_dir / pid)]
         if existing:
             raise FileExistsError(f"{existing[0]} already exists; choose another folder or pass overwrite")
     out_dir.mkdir(parents=True, exist_ok=True)
