@@ -84,6 +84,7 @@ def _branch_spec(kind: str, config: TrainConfig) -> dict:
     from DMIFLib.nets import preset_spec
 
     spec = preset_spec(kind, config.net_width)
+    spec["config"].update(config.net_overrides.get(kind, {}))
     if kind == "minet":
         spec["config"].update(scales=list(config.mi_scales), input_shape=[config.slice_size, config.slice_size])
     return spec

@@ -22,7 +22,8 @@ STAGES = ("stage1", "stage2", "stage3")
 class TrainConfig:
     """Everything that decides a training run; plain types only (it goes into checkpoints and run.json).
 
-    net_width: the nets' width preset ("tiny", "quick", "paper"); mi_scales: MI-Net's scattering scales J.
+    net_width: the nets' width preset ("tiny", "quick", "paper"); net_overrides: config fields replaced in the
+    stage-1 nets' specs, by kind ({"dfnet": {...}, "minet": {...}}); mi_scales: MI-Net's scattering scales J.
     epochs, lr: per stage ("stage1", "stage2", "stage3"). slice_size: the preprocessing's S×S.
     max_slices: at most this many slices per training patient, the central ones of its stack (None: all).
     val_fraction: share of each class of the training patients held out for ReduceLROnPlateau / model choice.
@@ -33,6 +34,7 @@ class TrainConfig:
 
     preset: str = "paper"
     net_width: str = "paper"
+    net_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     mi_scales: tuple[int, ...] = (2, 3, 4)
     batch_size: int = 64
     epochs: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGES, 150))
@@ -70,8 +72,10 @@ class TrainConfig:
 _PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "quick": {
-        "net_width": "quick", "mi_scales": (2, 3), "batch_size": 32, "slice_size": 64, "max_slices": 8,
-        "epochs": {"stage1": 8, "stage2": 4, "stage3": 3}, "lr": {"stage1": 1e-3, "stage2": 3e-4, "stage3": 1e-4},
+        # 64×64 slices: no max-pool after DF-Net's stem, so that its first stage still resolves 4-px textures
+        "net_width": "quick", "net_overrides": {"dfnet": {"stem_pool": False}}, "mi_scales": (2, 3),
+        "batch_size": 32, "slice_size": 64, "max_slices": 8,
+        "epochs": {"stage1": 10, "stage2": 3, "stage3": 2}, "lr": {"stage1": 1e-3, "stage2": 3e-4, "stage3": 1e-4},
         "augment": AugmentConfig(rotate_deg=180.0, translate_px=4.0, gaussian_prob=0.0, rayleigh_prob=0.0).to_dict(),
         "scattering_cache": True,
     },

@@ -4,7 +4,9 @@ The scattering has no trainable parameters, so MI-Net's stage 1 only needs each 
 The cache applies flips (exact: the flipped slices are scattered too) and brightness / intensity scaling
 (exact on the coefficients). The other augmentations (affine, noise, gamma) cannot act on cached
 coefficients: :func:`cache_augmentation` drops them for this stage only (the scattering is by construction
-stable to small deformations, which is what the affine augmentation teaches the other nets).
+stable to small deformations, which is what the affine augmentation teaches the other nets). A rotation
+range of 90° or more becomes random 90° rotations of the coefficients (space and orientations), which the
+cache applies approximately (``DMIFLib.scattering.cache``; docs/performance.md gives the deviation).
 """
 
 from __future__ import annotations
@@ -50,14 +52,17 @@ def cached_minet_data(net: nn.Module, train: SliceSet, val: SliceSet | None, aug
                       device: torch.device, progress: Callable[[dict], None] | None = None,
                       cancel: threading.Event | None = None) -> tuple[SliceSet, SliceSet | None, CachedCoefficients]:
     """Scatter ``train`` and ``val`` slices (N, 1, S, S) once with ``net.scattering``; ``augment`` is reduced
-    with :func:`cache_augmentation`.
+    with :func:`cache_augmentation` (plus 90° rotations when its rotation range reaches 90°).
 
     Returns the training set as slice indices (N,) (turned into coefficients by the returned
     :class:`CachedCoefficients`), the validation set as coefficient tensors, and that callable; train with
     ``fit(..., augment=callable, forward=net.forward_from_scattering)``.
     """
-    augment = cache_augmentation(augment)
-    coefficient_augment = CoefficientAugment.from_config(augment) if augment is not None else None
+    coefficient_augment = None
+    if augment is not None:
+        rot90 = augment.affine_prob if augment.rotate_deg >= 90 else 0.0
+        coefficient_augment = dataclasses.replace(CoefficientAugment.from_config(cache_augmentation(augment)),
+                                                  rot90_prob=rot90)
     flips = coefficient_augment is not None and coefficient_augment.flip_prob > 0
     scattering = net.scattering.to(device)
     try:
