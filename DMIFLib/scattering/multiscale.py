@@ -34,9 +34,16 @@ from torch import nn
 from DMIFLib.scattering.filters import filter_bank
 from DMIFLib.scattering.kymatio_reference import scattering_channels
 
-# Fourier coefficients of a filter below this fraction of its largest are left out of the periodisation sums:
-# the dropped terms are at the level of float32 rounding (the tests compare with kymatio at rtol 1e-5).
+# Fourier coefficients of a filter below this fraction of its largest are set to zero, and k×k periodisation
+# blocks holding only such coefficients are left out of the sums: the dropped terms are at the level of float32
+# rounding (the tests compare with kymatio at rtol 1e-5). Zeroing also keeps the products out of the denormal
+# range (filter tails ~1e-35 times spectra), where CPU arithmetic is tens of times slower.
 FILTER_TOLERANCE = 1e-7
+
+
+def _clip_tails(filters: torch.Tensor) -> torch.Tensor:
+    """Zero the coefficients below FILTER_TOLERANCE of the largest."""
+    return torch.where(filters.abs() < FILTER_TOLERANCE * filters.abs().max(), 0.0, filters)
 
 
 def _blocks(filters: torch.Tensor, k: int) -> list[tuple[int, int]]:
@@ -44,6 +51,11 @@ def _blocks(filters: torch.Tensor, k: int) -> list[tuple[int, int]]:
     f, m, n = filters.shape
     peak = filters.abs().reshape(f, k, m // k, k, n // k).amax(dim=(0, 2, 4)) / filters.abs().max()
     return [(i, j) for i in range(k) for j in range(k) if peak[i, j] > FILTER_TOLERANCE]
+
+
+def modulus(z: torch.Tensor) -> torch.Tensor:
+    """|z| of a complex tensor as sqrt(re² + im²) (kymatio's modulus; 3-4× faster than ``abs``'s hypot on CPU)."""
+    return torch.addcmul(z.real.square(), z.imag, z.imag).sqrt_()
 
 
 def _symmetrize(phi: torch.Tensor) -> torch.Tensor:
@@ -67,40 +79,40 @@ class _Scale(nn.Module):
         self.phi0 = float(bank["phi"]["levels"][0][0, 0])  # φ̂(0): order 0's gain on a constant
         self.phi_rows: dict[int, list[int]] = {}
         for res, level in enumerate(bank["phi"]["levels"]):
-            phi = _symmetrize(torch.from_numpy(level).float())
+            phi = _clip_tails(_symmetrize(torch.from_numpy(level).float()))
             half = phi[..., : phi.shape[-1] // 2 + 1]
             k = 2 ** (J - res)
             peak = half.abs().reshape(k, -1).amax(dim=1) / half.abs().max()
             rows = [i for i in range(k) if peak[i] > FILTER_TOLERANCE]
             self.phi_rows[res] = rows
             blocks = half.reshape(k, half.shape[0] // k, half.shape[1])[rows]
-            self.register_buffer(f"phi_{res}", blocks.contiguous(), persistent=False)
+            self.register_buffer(f"phi_{res}", blocks.to(torch.complex64).contiguous(), persistent=False)
         self.psi_blocks: dict[tuple[int, int], list[tuple[int, int]]] = {}
         for j in range(J):
             group = [p for p in bank["psi"] if p["j"] == j]
             if [p["theta"] for p in group] != list(range(L)):
                 raise RuntimeError("kymatio's filter bank changed its orientation order")
             for res in range(len(group[0]["levels"])):
-                stack = torch.from_numpy(np.stack([p["levels"][res] for p in group])).float()
+                stack = _clip_tails(torch.from_numpy(np.stack([p["levels"][res] for p in group])).float())
                 k = 2 ** (j - res)
                 blocks = _blocks(stack, k)
                 self.psi_blocks[(j, res)] = blocks
                 f, mr, nr = stack.shape
                 tiles = stack.reshape(f, k, mr // k, k, nr // k)
                 tiles = torch.stack([tiles[:, bi, :, bj, :] for bi, bj in blocks], dim=1)  # (F, q, m/k, n/k)
-                self.register_buffer(f"psi_{j}_{res}", tiles.unsqueeze(-1).contiguous(), persistent=False)
+                self.register_buffer(f"psi_{j}_{res}", tiles.to(torch.complex64).contiguous(), persistent=False)
 
     def filter_periodize(self, u_hat: torch.Tensor, j: int, res: int) -> torch.Tensor:
         """(…, m, n) complex spectrum at resolution ``res`` -> periodize(û ⊙ ψ̂_{j,θ}, 2^(j−res)): (…, L, m/k, n/k)."""
         k = 2 ** (j - res)
-        tiles = getattr(self, f"psi_{j}_{res}")  # (L, q, m/k, n/k, 1)
+        tiles = getattr(self, f"psi_{j}_{res}")  # (L, q, m/k, n/k); complex: complex × real products are slower
         *lead, m, n = u_hat.shape
-        u = torch.view_as_real(u_hat).reshape(*lead, 1, k, m // k, k, n // k, 2)
+        u = u_hat.reshape(*lead, 1, k, m // k, k, n // k)
         acc = None
         for q, (bi, bj) in enumerate(self.psi_blocks[(j, res)]):
-            term = u[..., bi, :, bj, :, :] * tiles[:, q]
+            term = u[..., bi, :, bj, :] * tiles[:, q]
             acc = term if acc is None else acc.add_(term)
-        return torch.view_as_complex(acc.div_(k * k))
+        return acc.div_(k * k)
 
     def lowpass(self, half: torch.Tensor, res: int, n: int) -> torch.Tensor:
         """Half spectrum (…, m, n/2+1) at resolution ``res`` -> φ_J low-pass at 2^J, unpadded (…, h, w)."""
@@ -123,7 +135,7 @@ class _Scale(nn.Module):
         out = [self.lowpass(x_hat[..., : n // 2 + 1], 0, n).unsqueeze(1)]
         second: list[torch.Tensor] = []
         for j1 in range(J):
-            u1 = torch.fft.ifft2(self.filter_periodize(x_hat, j1, 0)).abs()  # (B, L, m1, n1)
+            u1 = modulus(torch.fft.ifft2(self.filter_periodize(x_hat, j1, 0)))  # (B, L, m1, n1)
             n1 = u1.shape[-1]
             needs_full = self.max_order >= 2 and j1 < J - 1
             u1_hat = torch.fft.fft2(u1) if needs_full else torch.fft.rfft2(u1)
@@ -132,7 +144,7 @@ class _Scale(nn.Module):
                 continue
             per_j2 = []
             for j2 in range(j1 + 1, J):
-                u2 = torch.fft.ifft2(self.filter_periodize(u1_hat, j2, j1)).abs()  # (B, L, L, m2, n2)
+                u2 = modulus(torch.fft.ifft2(self.filter_periodize(u1_hat, j2, j1)))  # (B, L, L, m2, n2)
                 per_j2.append(self.lowpass(torch.fft.rfft2(u2), j2, u2.shape[-1]))
             second.append(torch.cat(per_j2, dim=2).reshape(batch, -1, *per_j2[0].shape[-2:]))
         return torch.cat(out + second, dim=1)
