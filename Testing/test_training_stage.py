@@ -28,8 +28,8 @@ def _data(n, seed):
     return SliceSet(x, y)
 
 
-def _fit(net, **kwargs):
-    return fit(net, _data(64, 0), _data(32, 1), lr=1e-2, batch_size=16, device="cpu", seed=3, stage="s", **kwargs)
+def _fit(net, device="cpu", **kwargs):
+    return fit(net, _data(64, 0), _data(32, 1), lr=1e-2, batch_size=16, device=device, seed=3, stage="s", **kwargs)
 
 
 def test_fit_learns_and_reports_progress():
@@ -71,3 +71,16 @@ def test_cancel_stops_before_the_next_batch():
     with pytest.raises(RunCancelledError, match="epoch 2"):
         _fit(SmallNet(), epochs=5, progress=progress, cancel=cancel, checkpoint=states.append)
     assert [s["epoch"] for s in states] == [1]
+
+
+@pytest.mark.gpu
+def test_cuda_mixed_precision_fit_and_resume_match():
+    torch.manual_seed(0)
+    states = []
+    net = SmallNet()
+    result = _fit(net, epochs=2, checkpoint=states.append, device="cuda")
+    assert result.history[-1]["val_auc"] > 0.8 and states[0]["scaler"]  # the gradient scaler is active
+    resumed = SmallNet()
+    _fit(resumed, epochs=2, resume=states[0], device="cuda")
+    for key, value in net.state_dict().items():
+        assert torch.allclose(value, resumed.state_dict()[key]), key

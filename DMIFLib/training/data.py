@@ -10,9 +10,13 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from DMIFLib.cohort import CohortCase, read_cohort
 from DMIFLib.training.errors import RunCancelledError
+
+if TYPE_CHECKING:
+    from DMIFLib.preprocessing.slices import SliceStack
 
 
 @dataclass
@@ -21,7 +25,7 @@ class PatientSlices:
 
     patient_id: str
     label: int
-    stack: object
+    stack: SliceStack
     split: str | None = None
 
 
