@@ -63,7 +63,8 @@ def auc_ci(y_true, score, alpha: float = 0.05) -> tuple[float, float, float]:
 def delong_test(y_true, score_a, score_b, alpha: float = 0.05) -> tuple[float, float, float, float]:
     """Paired DeLong test of AUC(a) = AUC(b) on the same cases: (z, two-sided p, diff_low, diff_high).
 
-    The difference is AUC(a) - AUC(b); (diff_low, diff_high) is its (1 - alpha) confidence interval.
+    The difference is AUC(a) - AUC(b); (diff_low, diff_high) is its (1 - alpha) confidence interval, clipped to
+    [-1, 1].
     z and p are NaN when both scores give identical placements (zero variance of the difference).
     """
     auc, cov = delong_covariance(y_true, np.vstack([np.asarray(score_a, float), np.asarray(score_b, float)]))
@@ -74,7 +75,7 @@ def delong_test(y_true, score_a, score_b, alpha: float = 0.05) -> tuple[float, f
     se = np.sqrt(var)
     z = diff / se
     half = norm.ppf(1 - alpha / 2) * se
-    return float(z), float(2 * norm.sf(abs(z))), float(diff - half), float(diff + half)
+    return float(z), float(2 * norm.sf(abs(z))), float(max(diff - half, -1.0)), float(min(diff + half, 1.0))
 
 
 def bonferroni(p_values) -> np.ndarray:
