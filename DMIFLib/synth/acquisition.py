@@ -79,6 +79,7 @@ class Acquisition:
 
 
 def draw_bias(rng: np.random.Generator, scale: float) -> WaveField:
+    """A smooth bias-field exponent (unit std, wavelengths 180–320 mm × ``scale``) in scanner coordinates."""
     return smooth_field(rng, 5, (180.0 * scale, 320.0 * scale))
 
 

@@ -16,6 +16,8 @@ from DMIFLib.synth.fields import WaveField, smooth_field
 
 
 class Tissue(IntEnum):
+    """Tissue classes; the values index the contrast tables of :mod:`DMIFLib.synth.acquisition`."""
+
     AIR = 0
     SCALP = 1
     FAT = 2
@@ -67,10 +69,10 @@ class Phantom:
     tumour_rotation: np.ndarray
     oedema_factor: float
     rim: bool
+    warp_mm: float
     warp: tuple[WaveField, WaveField, WaveField] = field(repr=False)
-    warp_mm: float = 3.0
-    gyri: WaveField = field(repr=False, default=None)
-    tumour_shape: WaveField = field(repr=False, default=None)
+    gyri: WaveField = field(repr=False)
+    tumour_shape: WaveField = field(repr=False)
 
     @classmethod
     def random(cls, rng: np.random.Generator, scale: float = 1.0) -> Phantom:

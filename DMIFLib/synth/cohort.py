@@ -43,11 +43,6 @@ def _foreign(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if p.name not in ours and not (p.name.startswith(".") and ".tmp" in p.name)]
 
 
-def _make(args: tuple) -> dict[str, Path]:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    return make_patient(*args)
-
-
 def synthesize_cohort(out_dir: str | os.PathLike, n_patients: int, seed: int, workers: int = 1,
                       progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
                       scale: float = 1.0, overwrite: bool = False) -> Path:
@@ -95,7 +90,7 @@ def synthesize_cohort(out_dir: str | os.PathLike, n_patients: int, seed: int, wo
             report(job[1])
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            pending: dict[Future, str] = {pool.submit(_make, job): job[1] for job in jobs}
+            pending: dict[Future, str] = {pool.submit(make_patient, *job): job[1] for job in jobs}
             while pending:
                 done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in done:
