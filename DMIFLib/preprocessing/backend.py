@@ -141,7 +141,11 @@ class SimpleITKBackend(PreprocessingBackend):
         positive = sitk.Threshold(image_f, lower=0.0, upper=float("inf"), outsideValue=0.0)  # N4 needs ≥ 0
         if mask is None:
             mask = sitk.OtsuThreshold(positive, 0, 1, 200)
-        mask = sitk.Cast(mask > 0, sitk.sitkUInt8)
+        # N4 works on log intensities: near-zero voxels (e.g. the blurred edge of a skull-stripped brain) would
+        # stretch its histogram over many decades and stall the fit, so the fit ignores them
+        values = sitk.GetArrayViewFromImage(positive)[sitk.GetArrayViewFromImage(mask) > 0]
+        floor = 0.01 * float(np.percentile(values, 99)) if values.size else 0.0
+        mask = sitk.Cast((mask > 0) * (positive > floor), sitk.sitkUInt8)
         shrink = _axis_shrink(image_f, settings.n4_shrink)
         small = sitk.Shrink(positive, shrink)
         small_mask = sitk.Shrink(mask, shrink)

@@ -24,20 +24,27 @@ def _largest_component(mask: sitk.Image) -> sitk.Image:
     return sitk.Cast(components == 1, sitk.sitkUInt8)
 
 
-def fallback_brain_mask(image: sitk.Image, erode_mm: float = 6.0) -> sitk.Image:
-    """A uint8 0/1 brain mask on ``image``'s grid (T1-weighted with skull); see the module docstring."""
+def fallback_brain_mask(image: sitk.Image, erode_mm: float = 5.0, low: float = 0.55, high: float = 1.45
+                        ) -> sitk.Image:
+    """A uint8 0/1 brain mask on ``image``'s grid (a bias-corrected T1-weighted image with skull).
+
+    Brain tissue is taken as the voxels within [``low``, ``high``] × the median intensity of a 25 mm sphere at
+    the head's centre (dark bone and CSF and bright scalp fat fall outside); see the module docstring.
+    """
     smooth = sitk.SmoothingRecursiveGaussian(sitk.Cast(image, sitk.sitkFloat32), sigma=1.0)
-    head = _largest_component(sitk.OtsuThreshold(smooth, 0, 1, 256))
-    head = sitk.BinaryFillhole(head)
-    values = sitk.GetArrayViewFromImage(smooth)[sitk.GetArrayViewFromImage(head) > 0]
-    # Otsu inside the head separates dark CSF/bone/fat-suppressed scalp from brain tissue
-    histogram, edges = np.histogram(values, bins=256)
-    threshold = _otsu(histogram, edges)
-    tissue = sitk.Cast((smooth > threshold) * head, sitk.sitkUInt8)
+    head = sitk.BinaryFillhole(_largest_component(sitk.OtsuThreshold(smooth, 0, 1, 256)))
+    head_array = sitk.GetArrayViewFromImage(head) > 0
+    values = sitk.GetArrayViewFromImage(smooth)
+    index = np.argwhere(head_array)  # (k, j, i)
+    spacing = np.asarray(image.GetSpacing())[::-1]
+    centre = index.mean(axis=0)
+    near = np.linalg.norm((index - centre) * spacing, axis=1) <= 25.0
+    reference = float(np.median(values[tuple(index[near].T)])) if near.any() else float(np.median(values[head_array]))
+    tissue = sitk.Cast((smooth > low * reference) * (smooth < high * reference) * head, sitk.sitkUInt8)
     radius = _radius(image, erode_mm)
     core = _largest_component(sitk.BinaryErode(tissue, radius, sitk.sitkBall))
     brain = sitk.BinaryDilate(core, radius, sitk.sitkBall) * tissue
-    brain = sitk.BinaryMorphologicalClosing(brain, _radius(image, 4.0), sitk.sitkBall)
+    brain = sitk.BinaryMorphologicalClosing(brain, _radius(image, 3.0), sitk.sitkBall)
     brain = _fill_holes_per_slice(sitk.BinaryFillhole(brain))
     return sitk.Cast(brain * head, sitk.sitkUInt8)
 
