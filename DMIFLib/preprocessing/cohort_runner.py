@@ -102,7 +102,7 @@ def _cached(case_dir: Path, key: str) -> dict | None:
     return provenance
 
 
-def _output_case(case: CohortCase, case_dir: Path, provenance: dict) -> CohortCase:
+def output_case(case: CohortCase, case_dir: Path, provenance: dict) -> CohortCase:
     """The output cohort row of a preprocessed case (paths into ``case_dir``)."""
     outputs = provenance["outputs"]
     roi = case.roi if case.roi_is_inline() else str(case_dir / provenance["roi_file"])
@@ -289,7 +289,7 @@ def preprocess_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike,
     failures = [results[c.patient_id] for c in cases if results[c.patient_id]["status"] == "failed"]
     atomic_write_text(out_dir / "failures.tsv", _failures_text(failures))
     succeeded = [c for c in cases if results[c.patient_id]["status"] != "failed"]
-    out_cases = [_output_case(c, out_dir / "cases" / case_folder_name(c.patient_id), results[c.patient_id]
+    out_cases = [output_case(c, out_dir / "cases" / case_folder_name(c.patient_id), results[c.patient_id]
                               ["provenance"]) for c in succeeded]
     if out_cases:
         write_cohort(out_cases, out_csv)
