@@ -10,7 +10,13 @@ HELP = "preprocess a cohort (registration to T1C, N4, skull stripping, z-score) 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cohort", required=True, help="cohort.csv (patient_id, t1c, t2w[, flair], roi, ...)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--cohort", help="cohort.csv (patient_id, t1c, t2w[, flair], roi, ...)")
+    source.add_argument("--tcia", metavar="DIR", help="a TCIA LGG-1p19qDeletion download (one folder per patient)")
+    source.add_argument("--brats", metavar="DIR", help="BraTS-style case folders (<case>/<case>_t1ce.nii.gz, ...)")
+    parser.add_argument("--labels", help="with --tcia/--brats: CSV of 1p/19q codes (Filename, 1p/19q) or 0/1")
+    parser.add_argument("--adapt-only", action="store_true",
+                        help="with --tcia/--brats: only write OUT/source_cohort.csv, do not preprocess")
     parser.add_argument("--out", required=True, help="output folder: cohort.csv, failures.tsv, cases/<patient>/")
     parser.add_argument("--workers", type=int, default=1, help="cases processed in parallel (default 1)")
     parser.add_argument("--settings", help="JSON file with PreprocessSettings fields to change")
@@ -56,9 +62,27 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError, TypeError) as error:
         print(f"dmif preprocess: settings: {error}", file=sys.stderr)
         return 2
+    cohort_csv = args.cohort
+    if cohort_csv is None:
+        from DMIFLib.preprocessing.adapters import brats_cohort, tcia_lgg_1p19q_cohort
+
+        try:
+            if args.tcia:
+                cohort_csv, skipped = tcia_lgg_1p19q_cohort(args.tcia, Path(args.out) / "source_cohort.csv",
+                                                            args.labels)
+            else:
+                cohort_csv, skipped = brats_cohort(args.brats, Path(args.out) / "source_cohort.csv", args.labels)
+        except (CohortError, OSError) as error:
+            print(f"dmif preprocess: {error}", file=sys.stderr)
+            return 2
+        for reason in skipped:
+            print(f"dmif preprocess: skipped {reason}", file=sys.stderr)
+        print(cohort_csv)
+        if args.adapt_only:
+            return 0
     cancel = threading.Event()
     try:
-        out_csv = preprocess_cohort(args.cohort, args.out, settings, workers=args.workers, progress=_progress_bar,
+        out_csv = preprocess_cohort(cohort_csv, args.out, settings, workers=args.workers, progress=_progress_bar,
                                     cancel=cancel, qa=not args.no_qa)
     except (CohortError, OSError) as error:
         print(f"dmif preprocess: {error}", file=sys.stderr)
