@@ -313,7 +313,9 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
         def save_epoch(fit_state: dict, name: str = name, net: nn.Module = net) -> None:
             run.save({"stage": name, "spec": net.spec(), "fit": fit_state})
 
-        result = fit(net, train, val, lr=config.lr[level], epochs=config.epochs[level],
+        per_net = f"{level}/{name.split('/')[-1]}"
+        result = fit(net, train, val, lr=config.lr.get(per_net, config.lr[level]),
+                     epochs=config.epochs.get(per_net, config.epochs[level]),
                      batch_size=config.batch_size, device=torch_device, augment=stage_augment, seed=config.seed,
                      stage=name, patience=config.patience, forward=forward, progress=stage_progress, cancel=cancel,
                      checkpoint=save_epoch, resume=resume_state)
