@@ -199,3 +199,19 @@ def test_summary_command_prints_parameter_counts(capsys) -> None:
         _, name, params, features, gflops = line.split()
         assert name == kind and params == f"{sum(p.numel() for p in net.parameters()):,}"
         assert int(features) == net.feature_dim and float(gflops) > 0
+
+
+def test_fusion_heads_start_as_the_mean_of_the_branch_logits():
+    from DMIFLib.nets import DMIFNet, MultimodalDMIF, build_net, preset_spec
+
+    torch.manual_seed(0)
+    df = build_net(preset_spec("dfnet", "tiny"))
+    mi = build_net(preset_spec("minet", "tiny"))
+    dmif = DMIFNet(df, mi).eval()
+    x = torch.randn(3, 1, 128, 128)
+    with torch.no_grad():
+        torch.testing.assert_close(dmif(x), (df(x) + mi(x)) / 2, rtol=1e-5, atol=1e-5)
+        other = DMIFNet(build_net(preset_spec("dfnet", "tiny")), build_net(preset_spec("minet", "tiny"))).eval()
+        fused = MultimodalDMIF({"t1c": dmif, "t2w": other}).eval()
+        xm = torch.randn(3, 2, 128, 128)
+        torch.testing.assert_close(fused(xm), fused.modality_logits(xm).mean(dim=1), rtol=1e-5, atol=1e-5)

@@ -11,7 +11,7 @@ from torch import nn
 
 from DMIFLib.nets.config import NetConfig
 from DMIFLib.nets.dfnet import DFNet, DFNetConfig
-from DMIFLib.nets.init import init_uniform_
+from DMIFLib.nets.init import fusion_head
 from DMIFLib.nets.minet import MINet, MINetConfig
 
 
@@ -28,8 +28,9 @@ class DMIFNet(nn.Module):
     """DMIF-Net for one modality: concat(DF-Net features, MI-Net features) → FC → one logit.
 
     Input (B, 1, H, W); ``features`` (B, F_df + F_mi); ``forward`` logits (B,). Built from two (typically
-    stage-1-trained) branches, which keep their weights; only the new fusion head is initialised. The branches'
-    own heads stay in the module (unused by ``forward``) so that their per-branch logits remain available.
+    stage-1-trained) branches, which keep their weights; the new fusion head starts as the mean of the two
+    branches' logits (:func:`DMIFLib.nets.init.fusion_head`). The branches' own heads stay in the module (unused
+    by ``forward``) so that their per-branch logits remain available.
     """
 
     kind = "dmifnet"
@@ -43,7 +44,7 @@ class DMIFNet(nn.Module):
         self.mi = mi
         self.dropout = float(dropout)
         self.feature_dim = df.feature_dim + mi.feature_dim
-        self.head = init_uniform_(nn.Sequential(nn.Dropout(self.dropout), nn.Linear(self.feature_dim, 1)))
+        self.head = fusion_head([df.head, mi.head], self.dropout)
 
     @classmethod
     def from_config(cls, config: DMIFNetConfig) -> DMIFNet:

@@ -11,7 +11,7 @@ from torch import nn
 
 from DMIFLib.nets.config import NetConfig
 from DMIFLib.nets.dmifnet import DMIFNet, DMIFNetConfig
-from DMIFLib.nets.init import init_uniform_
+from DMIFLib.nets.init import fusion_head
 
 
 @dataclass
@@ -27,8 +27,8 @@ class MultimodalDMIF(nn.Module):
 
     Input (B, M, H, W) with the M modalities in ``self.modalities`` order (one channel each); ``features``
     (B, Σ F_m); ``forward`` logits (B,); ``modality_logits`` (B, M), each branch's own DMIF-Net logit.
-    Built from (typically stage-2-trained) branches, which keep their weights; only the fusion head is
-    initialised.
+    Built from (typically stage-2-trained) branches, which keep their weights; the fusion head starts as the
+    mean of the branches' logits (:func:`DMIFLib.nets.init.fusion_head`).
     """
 
     kind = "multimodal"
@@ -41,7 +41,7 @@ class MultimodalDMIF(nn.Module):
         self.modalities = tuple(branches)
         self.dropout = float(dropout)
         self.feature_dim = sum(b.feature_dim for b in self.branches.values())
-        self.head = init_uniform_(nn.Sequential(nn.Dropout(self.dropout), nn.Linear(self.feature_dim, 1)))
+        self.head = fusion_head([b.head for b in self.branches.values()], self.dropout)
 
     @classmethod
     def from_config(cls, config: MultimodalDMIFConfig) -> MultimodalDMIF:
