@@ -172,11 +172,12 @@ class MultiScaleScattering(nn.Module):
     list, one tensor per J in the order given, each (B, C, K_J, H/2^J, W/2^J) — (B, K_J, …) for 3-D input, as
     kymatio — with K_J = :func:`scattering_channels` in kymatio's order: order 0, then (j1, θ1), then
     (j1, θ1, j2, θ2) with j2 > j1. ``chunk_size`` images are processed at a time to bound memory
-    (about 13 MB per image at J = 4, 128²).
+    (about 13 MB per image at J = 4, 128²); 8 was the fastest of 4, 8, 16 on the 2-core development CPU (its largest
+    intermediate, 26 MB, is under glibc's 32 MB maximum mmap threshold: a plausible reason, not verified).
     """
 
     def __init__(self, J: Sequence[int] | int = (2, 3, 4), L: int = 8, shape: tuple[int, int] = (128, 128),
-                 max_order: int = 2, pre_pad: bool = False, chunk_size: int = 16) -> None:
+                 max_order: int = 2, pre_pad: bool = False, chunk_size: int = 8) -> None:
         super().__init__()
         self.J = (int(J),) if isinstance(J, int) else tuple(int(j) for j in J)
         self.L, self.shape, self.max_order = L, tuple(int(s) for s in shape), max_order
