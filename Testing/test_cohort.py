@@ -6,7 +6,7 @@ from DMIFLib.cohort import CohortError, read_cohort, write_cohort
 
 
 def write(path: Path, text: str) -> Path:
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     return path
 
 

@@ -34,7 +34,7 @@ def _cohort(folder, n=12, size=32, depth=5):
             sitk.WriteImage(img, str(folder / f"{pid}_{m}.nii.gz"))
         sitk.WriteImage(sitk.GetImageFromArray(box), str(folder / f"{pid}_roi.nii.gz"))
         lines.append(f"{pid},{pid}_t1c.nii.gz,{pid}_t2w.nii.gz,{pid}_roi.nii.gz,{label},1")
-    (folder / "cohort.csv").write_text("\n".join(lines) + "\n")
+    (folder / "cohort.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder / "cohort.csv"
 
 
@@ -53,7 +53,7 @@ def test_compare_cli_quick_preset_tiny_cohort(tmp_path, capsys):
     assert models == ["T1C DF-Net without SPP", "T1C DF-Net", "T1C MI-Net J=2", "T1C MI-Net J=2+3",
                       "T1C MI-Net J=2+3+4", "T1C DMIF-Net", "T2W DF-Net", "T2W MI-Net J=2", "T2W DMIF-Net", REFERENCE]
     assert list(dict.fromkeys(r["model"] for r in table2)) == ["ResNet34", "DenseNet121", "VGG", REFERENCE]
-    run = json.loads((out / "run.json").read_text())
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
     test_ids, train_ids = set(run["split"]["test"]), set(run["split"]["train"]) | set(run["split"]["validation"])
     assert not test_ids & train_ids and len(test_ids | train_ids) == 12 and len(test_ids) == 4
     patient_rows = [r for r in table3 if r["level"] == "patient"]
@@ -75,7 +75,7 @@ def test_compare_cli_quick_preset_tiny_cohort(tmp_path, capsys):
 
 
 def test_compare_cli_reports_bad_cohort(tmp_path, capsys):
-    (tmp_path / "cohort.csv").write_text("patient_id,t1c,roi\nA,a.nii.gz,b.nii.gz\n")
+    (tmp_path / "cohort.csv").write_text("patient_id,t1c,roi\nA,a.nii.gz,b.nii.gz\n", encoding="utf-8")
     assert main(["compare", "--cohort", str(tmp_path / "cohort.csv"), "--out", str(tmp_path / "o")]) == 2
     assert "'label' column" in capsys.readouterr().err
     assert main(["compare", "--cohort", str(tmp_path / "cohort.csv"), "--out", str(tmp_path / "o"),
@@ -86,7 +86,7 @@ def test_compare_cli_reports_bad_cohort(tmp_path, capsys):
 def test_compare_refuses_to_overwrite_an_earlier_run(tmp_path, capsys):
     cohort = _cohort(tmp_path, n=4)
     (tmp_path / "cmp").mkdir()
-    (tmp_path / "cmp" / "run.json").write_text("{}")
+    (tmp_path / "cmp" / "run.json").write_text("{}", encoding="utf-8")
     assert main(["compare", "--cohort", str(cohort), "--out", str(tmp_path / "cmp")]) == 2
     assert "already holds a run" in capsys.readouterr().err
-    assert (tmp_path / "cmp" / "run.json").read_text() == "{}"
+    assert (tmp_path / "cmp" / "run.json").read_text(encoding="utf-8") == "{}"

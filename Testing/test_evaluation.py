@@ -19,12 +19,13 @@ def _write_run(folder, n=30, seed=0, slices=True):
     rng = np.random.default_rng(seed)
     ids = [f"P{i:03d}" for i in range(n)]
     y = np.arange(n) % 2
-    with open(folder / "cohort.csv", "w") as f:
+    with open(folder / "cohort.csv", "w", encoding="utf-8") as f:
         f.write("patient_id,t1c,t2w,roi,label\n")
         f.writelines(f"{pid},{pid}_t1c.nii.gz,{pid}_t2w.nii.gz,{pid}_seg.nii.gz,{label}\n"
                      for pid, label in zip(ids, y, strict=True))
     p = {}
-    with open(folder / "predictions.tsv", "w") as f, open(folder / "slice_predictions.tsv", "w") as g:
+    with (open(folder / "predictions.tsv", "w", encoding="utf-8") as f,
+          open(folder / "slice_predictions.tsv", "w", encoding="utf-8") as g):
         f.write("patient_id\tp_t1c\tp_t2w\tp_fused\tprediction\tcutoff\tn_slices\n")
         g.write("patient_id\tslice_index\tp_t1c\tp_t2w\tp_fused\n")
         for pid, label in zip(ids, y, strict=True):
@@ -77,8 +78,8 @@ def test_evaluate_cli_cutoff_override_and_no_slice_file(tmp_path, capsys):
 
 def test_evaluate_names_unlabelled_patient(tmp_path, capsys):
     _write_run(tmp_path)
-    text = (tmp_path / "cohort.csv").read_text().replace("P007,", "Q007,")
-    (tmp_path / "cohort.csv").write_text(text)
+    text = (tmp_path / "cohort.csv").read_text(encoding="utf-8").replace("P007,", "Q007,")
+    (tmp_path / "cohort.csv").write_text(text, encoding="utf-8")
     with pytest.raises(CohortError, match=r"predictions.tsv, line 9: patient 'P007' has no label"):
         evaluate_predictions(tmp_path / "predictions.tsv", tmp_path / "cohort.csv", tmp_path / "out", n_boot=5)
     assert main(["evaluate", "--predictions", str(tmp_path / "missing.tsv"), "--cohort", str(tmp_path / "cohort.csv"),
@@ -116,7 +117,7 @@ def test_evaluate_uses_training_cutoffs_per_level_and_model_from_run_json(tmp_pa
     y, p = _write_run(tmp_path)
     cutoffs = {"patient/t1c": 0.31, "patient/t2w": 0.42, "patient/fused": 0.53, "slice/t1c": 0.64,
                "slice/t2w": 0.75, "slice/fused": 0.86}
-    (tmp_path / "run.json").write_text(json.dumps({"cutoffs": cutoffs}))
+    (tmp_path / "run.json").write_text(json.dumps({"cutoffs": cutoffs}), encoding="utf-8")
     paths = evaluate_predictions(tmp_path / "predictions.tsv", tmp_path / "cohort.csv", tmp_path / "out", n_boot=5)
     rows = read_tsv(paths["table2"])
     assert [float(r["cutoff"]) for r in rows] == [0.31, 0.42, 0.53, 0.64, 0.75, 0.86]

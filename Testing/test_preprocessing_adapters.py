@@ -23,7 +23,8 @@ def test_tcia_layout_with_labels(tmp_path):
         touch_image(root / patient / "3-Segmentation" / f"{patient}_Seg.nii.gz")
     touch_image(root / "LGG-999" / "1-T2" / "LGG-999_T2.nii.gz")  # no T1C, no segmentation
     labels = tmp_path / "labels.csv"
-    labels.write_text("Filename,1p/19q,IDH1\nLGG-104,d/d,Mutant\nLGG-203,n/d,Mutant\nLGG-999,n/n,Wild\n")
+    labels.write_text("Filename,1p/19q,IDH1\nLGG-104,d/d,Mutant\nLGG-203,n/d,Mutant\nLGG-999,n/n,Wild\n",
+                      encoding="utf-8")
     out, skipped = tcia_lgg_1p19q_cohort(root, tmp_path / "cohort.csv", labels)
     cases = {c.patient_id: c for c in read_cohort(out, require_labels=True)}
     assert set(cases) == {"LGG-104", "LGG-203"} and skipped == ["LGG-999: no t1c or roi found"]
@@ -48,7 +49,7 @@ def test_brats_layouts(tmp_path):
 
 def test_bad_label_code_and_empty_folder(tmp_path):
     labels = tmp_path / "labels.csv"
-    labels.write_text("Filename,1p/19q\nLGG-1,maybe\n")
+    labels.write_text("Filename,1p/19q\nLGG-1,maybe\n", encoding="utf-8")
     with pytest.raises(CohortError, match=r"line 2 \(LGG-1\): 'maybe' is not a 1p/19q code"):
         read_labels(labels)
     (tmp_path / "empty").mkdir()

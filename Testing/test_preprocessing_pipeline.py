@@ -210,7 +210,7 @@ def test_readers_keep_lps_geometry_in_every_format(tmp_path):
     # On disk NIfTI stores RAS: srow_x/srow_y (bytes 280..311) carry the negated LPS x and y of the origin
     import gzip
 
-    header = gzip.open(tmp_path / "image.nii.gz").read(348)
+    header = gzip.open(tmp_path / "image.nii.gz", encoding="utf-8").read(348)
     srow_x, srow_y, srow_z = (struct.unpack("<4f", header[o:o + 16]) for o in (280, 296, 312))
     assert (srow_x[3], srow_y[3], srow_z[3]) == pytest.approx((40.0, -25.0, -10.0))
     nrrd_header = (tmp_path / "image.nrrd").read_bytes()[:600].decode("latin-1")
@@ -276,7 +276,7 @@ def test_preprocess_cohort_outputs_cache_failures_and_case_slices(tmp_path, phan
     events = []
     out = preprocess_cohort(cohort_csv, tmp_path / "out", settings, progress=events.append)
     assert [e["case"] for e in events] == [1, 2, 3, 4, 5]
-    with open(tmp_path / "out" / "failures.tsv") as handle:
+    with open(tmp_path / "out" / "failures.tsv", encoding="utf-8") as handle:
         failures = {row["patient_id"]: row for row in csv.DictReader(handle, delimiter="\t")}
     assert set(failures) == {"P2", "P3", "P4", "P5"}
     assert failures["P2"]["file"].endswith("absent.nii.gz") and "not found" in failures["P2"]["problem"]
@@ -288,7 +288,7 @@ def test_preprocess_cohort_outputs_cache_failures_and_case_slices(tmp_path, phan
     (preprocessed,) = read_cohort(out)
     assert preprocessed.extra["preprocessed"] == "1"
     case_dir = tmp_path / "out" / "cases" / "P1"
-    provenance = json.loads((case_dir / "provenance.json").read_text())
+    provenance = json.loads((case_dir / "provenance.json").read_text(encoding="utf-8"))
     assert provenance["registration"]["t2w"]["mattes_mi_after"] > provenance["registration"]["t2w"][
         "mattes_mi_before"]
     assert provenance["inputs"]["t1c"]["sha256"] and provenance["versions"]["SimpleITK"]

@@ -32,13 +32,13 @@ def _run_folder(folder):
                for s in ("stage1", "stage2") for e in (1, 2, 3)], ("stage", "epoch", "loss", "val_loss", "val_auc"))
     write_tsv(folder / "tsne.tsv", [{"model": "DMIF-Net (multimodal)", "label": i % 2, "x": rng.normal(),
                                      "y": rng.normal()} for i in range(20)], ("model", "label", "x", "y"))
-    (folder / "run.json").write_text('{"command": "dmif compare", "preset": "quick <tiny>"}')
+    (folder / "run.json").write_text('{"command": "dmif compare", "preset": "quick <tiny>"}', encoding="utf-8")
 
 
 def test_report_inlines_every_figure_and_table(tmp_path):
     _run_folder(tmp_path)
     path = build_report(tmp_path)
-    page = path.read_text()
+    page = path.read_text(encoding="utf-8")
     assert path == tmp_path / "report.html"
     for heading in ("Metrics", "ROC curves", "Training curves", "Feature t-SNE", "Per-patient predictions",
                     "Provenance"):
@@ -54,7 +54,7 @@ def test_report_inlines_every_figure_and_table(tmp_path):
 
 def test_report_degrades_gracefully_and_cli(tmp_path, capsys):
     assert main(["report", "--run", str(tmp_path)]) == 0
-    page = (tmp_path / "report.html").read_text()
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "no metric tables in this folder" in page and "no labelled scores" in page
     assert "<h2>Training curves" not in page and "<h2>Provenance" in page
     assert main(["report", "--run", str(tmp_path / "nope")]) == 2
@@ -63,12 +63,13 @@ def test_report_degrades_gracefully_and_cli(tmp_path, capsys):
 
 def test_report_labels_predictions_from_cohort(tmp_path):
     (tmp_path / "cohort.csv").write_text("patient_id,t1c,roi,label\n" +
-                                         "".join(f"P{i},a.nii.gz,b.nii.gz,{i % 2}\n" for i in range(6)))
+                                         "".join(f"P{i},a.nii.gz,b.nii.gz,{i % 2}\n" for i in range(6)),
+                                         encoding="utf-8")
     write_tsv(tmp_path / "predictions.tsv",
               [{"patient_id": f"P{i}", "p_t1c": 0.1 + 0.15 * i, "p_fused": 0.2 + 0.1 * (i % 2), "prediction": i % 2,
                 "cutoff": 0.5, "n_slices": 3} for i in range(6)],
               ("patient_id", "p_t1c", "p_fused", "prediction", "cutoff", "n_slices"))
-    page = build_report(tmp_path, cohort_csv=tmp_path / "cohort.csv").read_text()
+    page = build_report(tmp_path, cohort_csv=tmp_path / "cohort.csv").read_text(encoding="utf-8")
     assert page.count("data:image/png;base64,") == 1 and "p_fused: AUC 1.000" not in page  # legend is in the PNG
     assert "<h2>Per-patient predictions" in page
 

@@ -65,12 +65,12 @@ def test_rotated_markups_roi_round_trip_lps_and_ras(tmp_path):
     box = OrientedBox([10.0, -20.0, 35.0], axes, [40.0, 30.0, 20.0])
     for system in ("LPS", "RAS"):
         path = tmp_path / f"roi_{system}.mrk.json"
-        path.write_text(box.to_markups_json(system))
+        path.write_text(box.to_markups_json(system), encoding="utf-8")
         back = OrientedBox.from_markups_json(path)
         np.testing.assert_allclose(back.center_ras, box.center_ras, atol=1e-9)
         np.testing.assert_allclose(back.axes_ras, box.axes_ras, atol=1e-9)
         np.testing.assert_allclose(back.size_mm, box.size_mm)
-    stored = json.loads((tmp_path / "roi_LPS.mrk.json").read_text())["markups"][0]
+    stored = json.loads((tmp_path / "roi_LPS.mrk.json").read_text(encoding="utf-8"))["markups"][0]
     np.testing.assert_allclose(stored["center"], [-10.0, 20.0, 35.0])  # LPS in the file
 
 
@@ -137,9 +137,9 @@ def test_empty_label_and_box_outside_image(tmp_path):
 
 def test_markups_file_without_roi(tmp_path):
     path = tmp_path / "points.mrk.json"
-    path.write_text(json.dumps({"markups": [{"type": "Fiducial", "controlPoints": []}]}))
+    path.write_text(json.dumps({"markups": [{"type": "Fiducial", "controlPoints": []}]}), encoding="utf-8")
     with pytest.raises(PreprocessingError, match=r"points\.mrk\.json: no markup of type 'ROI'"):
         OrientedBox.from_markups_json(path)
-    (tmp_path / "broken.mrk.json").write_text("{not json")
+    (tmp_path / "broken.mrk.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(PreprocessingError, match="cannot read the Markups ROI file"):
         OrientedBox.from_markups_json(tmp_path / "broken.mrk.json")

@@ -134,7 +134,7 @@ def test_headless_batch_writes_predictions_and_scene_under_plain_python(syntheti
                            str(trained_run / "model.pt"), str(out), "--device", "cpu"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    with open(out / "predictions.tsv", newline="") as handle:
+    with open(out / "predictions.tsv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     assert list(rows[0]) == ["patient_id", "p_t1c", "p_t2w", "p_fused", "prediction", "cutoff", "n_slices"]
     assert [r["patient_id"] for r in rows] == ["SYN001", "SYN002", "SYN003"]

@@ -37,7 +37,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     try:  # a zombie (exited, not yet reaped by init) counts as gone
-        with open(f"/proc/{pid}/stat") as handle:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
             return handle.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False

@@ -23,7 +23,7 @@ from DMIFLib.stats.bootstrap import replicate_metrics
 
 @pytest.fixture
 def asah(shared_data):
-    with open(shared_data / "reference" / "aSAH.csv", newline="") as handle:
+    with open(shared_data / "reference" / "aSAH.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     y = np.array([row["outcome"] == "Poor" for row in rows], dtype=int)
     return y, {name: np.array([float(row[name]) for row in rows]) for name in ("s100b", "wfns", "ndka")}

@@ -44,8 +44,8 @@ def test_same_seed_identical_files_any_workers(tmp_path):
 def test_cohort_table_and_refusals(tmp_path):
     events = []
     csv_path = synthesize_cohort(tmp_path, 6, seed=1, scale=0.35, progress=events.append)
-    assert csv_path.read_text().splitlines()[0].startswith("patient_id,t1c,t2w,roi,label")
-    assert "SYN001/t1c.nii.gz" in csv_path.read_text()  # relative paths
+    assert csv_path.read_text(encoding="utf-8").splitlines()[0].startswith("patient_id,t1c,t2w,roi,label")
+    assert "SYN001/t1c.nii.gz" in csv_path.read_text(encoding="utf-8")  # relative paths
     cases = read_cohort(csv_path, require_labels=True, require_modalities=("t2w",))
     assert [c.label for c in cases].count(1) == 3
     assert all(Path(c.roi).is_file() and c.images["t2w"].is_file() for c in cases)
@@ -56,10 +56,10 @@ def test_cohort_table_and_refusals(tmp_path):
     assert csv_path.read_bytes() == before
     assert main(["synth", "--out", str(tmp_path), "--patients", "2"]) == 2
     (tmp_path / "old" / "SYN002").mkdir(parents=True)
-    (tmp_path / "old" / "SYN002" / "notes.txt").write_text("the user's")  # not ours: refused, kept
+    (tmp_path / "old" / "SYN002" / "notes.txt").write_text("the user's", encoding="utf-8")  # not ours: refused, kept
     with pytest.raises(FileExistsError, match=r"notes\.txt"):
         synthesize_cohort(tmp_path / "old", 2, seed=2, scale=0.35)
-    assert (tmp_path / "old" / "SYN002" / "notes.txt").read_text() == "the user's"
+    assert (tmp_path / "old" / "SYN002" / "notes.txt").read_text(encoding="utf-8") == "the user's"
     (tmp_path / "old" / "SYN002" / "notes.txt").unlink()
     (tmp_path / "old" / "SYN002" / "t1c.nii.gz").write_bytes(b"partial")  # an interrupted run's file: redone
     synthesize_cohort(tmp_path / "old", 2, seed=2, scale=0.35)
@@ -101,7 +101,7 @@ def test_realistic_geometry_and_real_registration_recovers_t2w_offset(cohort40):
     assert moving.GetSize() != fixed.GetSize()
     assert not np.allclose(np.array(moving.GetDirection()).reshape(3, 3), np.eye(3), atol=1e-3)  # oblique
     truth = read_truth_transform(Path(case.roi).parent / "truth.json")
-    reg_truth = json.loads((Path(case.roi).parent / "truth.json").read_text())["t2w_registration"]
+    reg_truth = json.loads((Path(case.roi).parent / "truth.json").read_text(encoding="utf-8"))["t2w_registration"]
     assert reg_truth["rotation_deg"] > 2.0 and reg_truth["translation_norm_mm"] > 2.0
 
     brain = sitk.ReadImage(str(Path(case.roi).parent / "brain_mask.nii.gz"))

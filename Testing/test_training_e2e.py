@@ -26,7 +26,7 @@ def make_tiny_cohort(base: Path) -> Path:
 
 
 def read_tsv(path):
-    with open(path, newline="") as handle:
+    with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle, delimiter="\t"))
 
 
@@ -54,7 +54,7 @@ def test_outputs_and_no_patient_on_both_sides(tiny_run):
     assert {row["patient_id"] for row in slice_rows} == test_ids
     history = read_tsv(result.history_path)
     assert [row["stage"] for row in history] == stage_names(("t1c", "t2w"))
-    run = json.loads(result.run_path.read_text())
+    run = json.loads(result.run_path.read_text(encoding="utf-8"))
     assert run["preset"] == "quick" and run["config"]["net_width"] == "tiny" and len(run["cohort_sha256"]) == 64
     assert run["patients"]["test"] == len(test_ids) and "torch" in run["versions"]
     assert not (result.out_dir / "checkpoint.pt").exists()
@@ -91,9 +91,9 @@ def test_user_errors_print_one_line_and_exit_2(tmp_path, capsys, problem):
     cohort = tmp_path / "cohort.csv"
     args = ["--cohort", str(cohort), "--out", str(tmp_path / "out")]
     if problem == "no labels":
-        cohort.write_text("patient_id,t1c,roi\nA,a.nii.gz,a_roi.nii.gz\n")
+        cohort.write_text("patient_id,t1c,roi\nA,a.nii.gz,a_roi.nii.gz\n", encoding="utf-8")
     elif problem == "bad override":
-        cohort.write_text("patient_id,t1c,roi,label\nA,a.nii.gz,a_roi.nii.gz,1\n")
+        cohort.write_text("patient_id,t1c,roi,label\nA,a.nii.gz,a_roi.nii.gz,1\n", encoding="utf-8")
         args += ["--overrides", '{"epoch": 3}']
     assert main(["train", *args]) == 2
     stderr = capsys.readouterr().err

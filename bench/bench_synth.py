@@ -42,7 +42,7 @@ def main() -> None:
             _, yy, xx = np.nonzero(label)
             spacing = image.GetSpacing()
             extent.append(max((np.ptp(xx) + 1) * spacing[0], (np.ptp(yy) + 1) * spacing[1]))
-            truth = json.loads((Path(case.roi).parent / "truth.json").read_text())["t2w_registration"]
+            truth = json.loads((Path(case.roi).parent / "truth.json").read_text(encoding="utf-8"))["t2w_registration"]
             rot.append(truth["rotation_deg"])
             shift.append(truth["translation_norm_mm"])
             labels.append(case.label)

@@ -31,6 +31,6 @@ def run(args: argparse.Namespace) -> int:
     except RunCancelledError as error:
         print(f"dmif predict: {error}", file=sys.stderr)
         return 130
-    print(path.read_text(), end="")
+    print(path.read_text(encoding="utf-8"), end="")
     print(f"wrote {path}")
     return 0
