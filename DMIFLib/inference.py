@@ -46,7 +46,8 @@ def predict_stack(model: LoadedModel, stack, batch_size: int = 64) -> CasePredic
     """Predict one patient from its ``SliceStack`` (images[modality] (n, S, S) float32, z-scored).
 
     Raises ``ValueError`` naming the patient when the stack lacks a modality, has no slice, or its slice size
-    differs from the model's.
+    differs from the model's. Each modality's MI-Net scattering is computed once and shared by that modality's
+    DMIF-Net and the fused net's branch (see :func:`_slice_logits`), under ``torch.inference_mode``.
     """
     from DMIFLib.training.stage import predict_proba
 
@@ -57,15 +58,69 @@ def predict_stack(model: LoadedModel, stack, batch_size: int = 64) -> CasePredic
     size = model.settings.slice_size
     if tuple(x.shape[-2:]) != (size, size):
         raise ValueError(f"{who}: slices are {tuple(x.shape[-2:])}, the model needs {size}×{size}")
-    slices = {m: predict_proba(model.nets[m], x[:, i:i + 1], batch_size, model.device)
-              for i, m in enumerate(model.modalities)}
-    slices[FUSED] = predict_proba(model.nets[FUSED], x, batch_size, model.device)
+    if _shares_scattering(model):
+        slices = _predict_shared(model, x, batch_size)
+    else:
+        slices = {m: predict_proba(model.nets[m], x[:, i:i + 1], batch_size, model.device)
+                  for i, m in enumerate(model.modalities)}
+        slices[FUSED] = predict_proba(model.nets[FUSED], x, batch_size, model.device)
     p_fused = float(np.mean(slices[FUSED]))
     return CasePrediction(
         patient_id=stack.patient_id, probabilities={m: float(np.mean(slices[m])) for m in model.modalities},
         p_fused=p_fused, prediction=int(p_fused >= model.cutoff), cutoff=model.cutoff, n_slices=stack.n_slices,
         slice_probabilities=slices, slice_indices=np.asarray(stack.slice_indices),
     )
+
+
+def _scattering_key(net: torch.nn.Module) -> tuple | None:
+    """What a DMIF-Net's MI-Net scattering depends on (it has no weights), or None for a net without one."""
+    c = getattr(getattr(net, "mi", None), "config", None)
+    return None if c is None else (tuple(c.scales), c.L, c.max_order, tuple(c.input_shape), c.in_channels)
+
+
+def _shares_scattering(model: LoadedModel) -> bool:
+    """True when every modality's DMIF-Net and the fused net's branch for it compute the same scattering."""
+    branches = getattr(model.nets[FUSED], "branches", None)
+    return branches is not None and all(
+        m in branches and _scattering_key(model.nets[m]) is not None
+        and _scattering_key(model.nets[m]) == _scattering_key(branches[m]) for m in model.modalities)
+
+
+def _slice_logits(model: LoadedModel, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Logits (B,) of every net on a (B, M, S, S) batch, each modality's scattering computed once.
+
+    A modality's DMIF-Net and the fused net's branch for it get the same MI-Net scattering coefficients (the
+    scattering has no weights, and :func:`_shares_scattering` checked that their configurations agree); the
+    fused logit is the multimodal net's head on its branches' concatenated features, as
+    ``MultimodalDMIF.forward`` computes it.
+    """
+    fused = model.nets[FUSED]
+    logits, features = {}, []
+    for i, m in enumerate(model.modalities):
+        part = x[:, i:i + 1]
+        coeffs = model.nets[m].mi.scatter(part)
+        logits[m] = model.nets[m].forward_with_scattering(part, coeffs)
+        features.append(fused.branches[m].features_with_scattering(part, coeffs))
+    logits[FUSED] = fused.head(torch.cat(features, dim=1)).squeeze(1)
+    return logits
+
+
+def _predict_shared(model: LoadedModel, x: torch.Tensor, batch_size: int) -> dict[str, np.ndarray]:
+    """Slice probabilities (N,) float64 per modality and ``"fused"`` for (N, M, S, S) slices, batch by batch.
+
+    Same numerics as ``predict_proba`` per net (eval mode; float16 autocast on CUDA), in inference mode.
+    """
+    device = model.device
+    for net in model.nets.values():
+        net.eval()
+    out: dict[str, list[np.ndarray]] = {name: [] for name in (*model.modalities, FUSED)}
+    with torch.inference_mode(), torch.autocast(device_type=device.type, dtype=torch.float16,
+                                                enabled=device.type == "cuda"):
+        for start in range(0, x.shape[0], batch_size):
+            logits = _slice_logits(model, x[start:start + batch_size].to(device))
+            for name, value in logits.items():
+                out[name].append(torch.sigmoid(value.float()).cpu().numpy().astype(np.float64))
+    return {name: np.concatenate(parts) for name, parts in out.items()}
 
 
 def prediction_tables(predictions: list[CasePrediction], modalities: tuple[str, ...]) -> tuple[str, str]:

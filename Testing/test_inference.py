@@ -39,3 +39,31 @@ def test_wrong_slice_size_or_missing_modality_is_named():
     del stack.images["t2w"]
     with pytest.raises(KeyError, match="P1: no t2w slices"):
         predict_stack(model, stack)
+
+
+def test_shared_scattering_gives_every_net_its_own_probabilities():
+    from DMIFLib.inference import _shares_scattering
+    from DMIFLib.training.stage import predict_proba
+
+    model, stack = tiny_model(), _stack(n=7)
+    assert _shares_scattering(model)
+    pred = predict_stack(model, stack, batch_size=4)  # two batches
+    x = torch.from_numpy(stack.stacked(("t1c", "t2w")))
+    for i, m in enumerate(("t1c", "t2w")):
+        assert np.allclose(pred.slice_probabilities[m], predict_proba(model.nets[m], x[:, i:i + 1]), atol=1e-6)
+    assert np.allclose(pred.slice_probabilities["fused"], predict_proba(model.net, x), atol=1e-6)
+
+
+def test_branches_with_another_scattering_are_run_separately():
+    from DMIFLib.inference import _shares_scattering
+    from DMIFLib.nets import DMIFNet, build_net, preset_spec
+
+    model, stack = tiny_model(), _stack()
+    mi = preset_spec("minet", "tiny")
+    mi["config"].update(scales=[1], input_shape=[32, 32])
+    model.net.branches["t2w"] = DMIFNet(build_net(preset_spec("dfnet", "tiny")), build_net(mi)).eval()
+    assert not _shares_scattering(model)
+    pred = predict_stack(model, stack)
+    with torch.no_grad():
+        fused = torch.sigmoid(model.net(torch.from_numpy(stack.stacked(("t1c", "t2w"))))).numpy()
+    assert np.allclose(pred.slice_probabilities["fused"], fused, atol=1e-6)
