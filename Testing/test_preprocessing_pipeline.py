@@ -210,7 +210,7 @@ def test_readers_keep_lps_geometry_in_every_format(tmp_path):
     # On disk NIfTI stores RAS: srow_x/srow_y (bytes 280..311) carry the negated LPS x and y of the origin
     import gzip
 
-    header = gzip.open(tmp_path / "image.nii.gz", encoding="utf-8").read(348)
+    header = gzip.open(tmp_path / "image.nii.gz").read(348)
     srow_x, srow_y, srow_z = (struct.unpack("<4f", header[o:o + 16]) for o in (280, 296, 312))
     assert (srow_x[3], srow_y[3], srow_z[3]) == pytest.approx((40.0, -25.0, -10.0))
     nrrd_header = (tmp_path / "image.nrrd").read_bytes()[:600].decode("latin-1")
