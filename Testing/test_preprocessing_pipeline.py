@@ -23,7 +23,7 @@ from DMIFLib.preprocessing.slices import SliceStack, extract_slices
 
 TUMOUR_LPS = np.array([9.0, 6.0, 2.0])
 FAST = {"n4": False, "registration_iterations": 60, "registration_shrink": [2, 1],
-        "registration_smoothing_mm": [2.0, 0.0], "skull_strip": "none"}
+        "registration_smoothing_mm": [2.0, 0.0], "registration_sampling": [0.25, 0.1], "skull_strip": "none"}
 
 
 def euler(degrees=(0.0, 0.0, 0.0), translation=(0.0, 0.0, 0.0), center=(0.0, 0.0, 0.0)) -> sitk.Euler3DTransform:
@@ -86,7 +86,8 @@ def phantom():
 
 
 def test_settings_round_trip_and_validation():
-    settings = PreprocessSettings(margin_mm=3.0, registration_shrink=(2, 1), registration_smoothing_mm=(1, 0))
+    settings = PreprocessSettings(margin_mm=3.0, registration_shrink=(2, 1), registration_smoothing_mm=(1, 0),
+                                  registration_sampling=(0.25, 0.1))
     data = json.loads(json.dumps(settings.to_dict()))
     assert PreprocessSettings.from_dict(data) == settings
     with pytest.raises(ValueError, match="unknown preprocessing setting"):
@@ -95,6 +96,8 @@ def test_settings_round_trip_and_validation():
         PreprocessSettings(resize_mode="crop")
     with pytest.raises(ValueError, match="same number of levels"):
         PreprocessSettings(registration_shrink=(4, 2, 1), registration_smoothing_mm=(1, 0))
+    with pytest.raises(ValueError, match="one fraction per level"):
+        PreprocessSettings(registration_shrink=(2, 1), registration_smoothing_mm=(1, 0))
 
 
 def test_image_slices_registers_and_crops_all_modalities(phantom):
@@ -117,7 +120,8 @@ def test_image_slices_registers_and_crops_all_modalities(phantom):
 
 
 def test_registration_recovers_phantom_misalignment(phantom):
-    settings = PreprocessSettings(registration_shrink=(2, 1), registration_smoothing_mm=(2.0, 0.0))
+    settings = PreprocessSettings(registration_shrink=(2, 1), registration_smoothing_mm=(2.0, 0.0),
+                                  registration_sampling=(0.25, 0.1))
     result = SimpleITKBackend().register_rigid(phantom["t1c"], phantom["t2w"], settings)
     truth = phantom["truth"]
     points = [(x, y, z) for x in (-25, 0, 25) for y in (-30, 0, 30) for z in (-20, 0, 20)]

@@ -178,7 +178,8 @@ class SlicerCLIBackend(PreprocessingBackend):
         try:
             parameters = brainsfit_parameters(
                 fixed_node.GetID(), moving_node.GetID(), transform_id=transform_node.GetID(),
-                histogram_bins=settings.registration_bins, sampling_fraction=settings.registration_sampling,
+                # BRAINSFit registers at full resolution: the finest level's fraction applies
+                histogram_bins=settings.registration_bins, sampling_fraction=settings.registration_sampling[-1],
                 iterations=settings.registration_iterations)
             self._run("BRAINSFit", parameters)
             transform = transform_node_to_sitk(transform_node)

@@ -112,7 +112,7 @@ class SimpleITKBackend(PreprocessingBackend):
         method = sitk.ImageRegistrationMethod()
         method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=settings.registration_bins)
         method.SetMetricSamplingStrategy(method.RANDOM)
-        method.SetMetricSamplingPercentage(settings.registration_sampling, settings.registration_seed)
+        method.SetMetricSamplingPercentagePerLevel(list(settings.registration_sampling), settings.registration_seed)
         method.SetInterpolator(sitk.sitkLinear)
         method.SetOptimizerAsRegularStepGradientDescent(learningRate=2.0, minStep=1e-4,
                                                         numberOfIterations=settings.registration_iterations,

@@ -25,6 +25,11 @@ class PreprocessSettings:
     ``resize_mode``: ``"square"`` (default) widens the shorter in-plane side of each crop, in mm, to the
     longer one with real image context around the box, so that 128×128 keeps the physical aspect ratio;
     ``"stretch"`` resizes the box's crop to 128×128 regardless (anisotropic scaling, as a plain resize does).
+
+    ``registration_sampling``: the fraction of voxels Mattes MI samples at each level of
+    ``registration_shrink`` (coarse to fine; one number means the same fraction at every level). The
+    full-resolution level has the most voxels, so a small fraction there still gives tens of thousands of
+    samples.
     """
 
     register: bool = True
@@ -36,7 +41,7 @@ class PreprocessSettings:
     resize_mode: str = "square"
     # registration (Mattes MI, rigid, multi-resolution, geometry-centred start)
     registration_bins: int = 50
-    registration_sampling: float = 0.25
+    registration_sampling: tuple[float, ...] = (0.25, 0.10, 0.03)
     registration_iterations: int = 200
     registration_shrink: tuple[int, ...] = (4, 2, 1)
     registration_smoothing_mm: tuple[float, ...] = (2.0, 1.0, 0.0)
@@ -60,6 +65,13 @@ class PreprocessSettings:
         if len(self.registration_shrink) != len(self.registration_smoothing_mm):
             raise ValueError("registration_shrink and registration_smoothing_mm need the same number of levels")
         self.registration_shrink = tuple(int(v) for v in self.registration_shrink)
+        if isinstance(self.registration_sampling, (int, float)):
+            self.registration_sampling = (float(self.registration_sampling),) * len(self.registration_shrink)
+        self.registration_sampling = tuple(float(v) for v in self.registration_sampling)
+        if len(self.registration_sampling) != len(self.registration_shrink):
+            raise ValueError("registration_sampling needs one fraction per level of registration_shrink")
+        if not all(0 < v <= 1 for v in self.registration_sampling):
+            raise ValueError(f"registration_sampling {self.registration_sampling}: fractions must be in (0, 1]")
         self.registration_smoothing_mm = tuple(float(v) for v in self.registration_smoothing_mm)
         self.n4_iterations = tuple(int(v) for v in self.n4_iterations)
 
