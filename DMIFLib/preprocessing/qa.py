@@ -67,6 +67,13 @@ def box_overlay_png(volumes: Mapping[str, sitk.Image], box: OrientedBox, path: s
             ax.plot(outline[:, 0], outline[:, 1], color="yellow", linewidth=1.2)
             ax.set_title(f"{name}  slice {index}", fontsize=9)
             ax.axis("off")
+    return _finish(figure, title, path)
+
+
+def _finish(figure, title: str, path: str | os.PathLike) -> Path:
+    """Title, lay out, save atomically and close a pyplot figure; returns the PNG's path."""
+    from matplotlib import pyplot as plt
+
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     try:
@@ -102,9 +109,4 @@ def checkerboard_png(fixed: sitk.Image, moving_on_fixed: sitk.Image, path: str |
         ax.imshow(np.where(tiles, a, b), cmap="gray", origin="lower")
         ax.set_title(f"{label} (slice {index})", fontsize=9)
         ax.axis("off")
-    figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    try:
-        return _save(figure, Path(path))
-    finally:
-        plt.close(figure)
+    return _finish(figure, title, path)
