@@ -116,3 +116,11 @@ def test_filter_bank_is_bit_identical_to_kymatio() -> None:
         assert a.get("theta") == b.get("theta") and a["j"] == b["j"] and len(a["levels"]) == len(b["levels"])
         for x, y in zip(a["levels"], b["levels"], strict=True):
             assert x.dtype == y.dtype and np.array_equal(x, y)
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 10), (2, 5, 7), (2, 3, 17, 34)])
+def test_real_fft2_is_the_full_spectrum(shape: tuple[int, ...]) -> None:
+    from DMIFLib.scattering.multiscale import real_fft2
+
+    y = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(real_fft2(y), torch.fft.fft2(y), rtol=1e-5, atol=1e-4)

@@ -57,6 +57,9 @@ def test_outputs_and_no_patient_on_both_sides(tiny_run):
     run = json.loads(result.run_path.read_text(encoding="utf-8"))
     assert run["preset"] == "quick" and run["config"]["net_width"] == "tiny" and len(run["cohort_sha256"]) == 64
     assert run["patients"]["test"] == len(test_ids) and "torch" in run["versions"]
+    assert set(run["fusion_init"]) == {"stage2/t1c/dmifnet", "stage2/t2w/dmifnet", "stage3/fused"}
+    for init in run["fusion_init"].values():  # None only when the validation patients are one class
+        assert init is None or (init["slices"] > 0 and min(init["coefficients"]) >= 0)
     assert not (result.out_dir / "checkpoint.pt").exists()
     fractions = [e["fraction"] for e in events if "fraction" in e]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0

@@ -11,7 +11,7 @@ from torch import nn
 
 from DMIFLib.nets.config import NetConfig
 from DMIFLib.nets.dfnet import DFNet, DFNetConfig
-from DMIFLib.nets.init import fusion_head
+from DMIFLib.nets.init import fusion_head, weight_fusion_head_
 from DMIFLib.nets.minet import MINet, MINetConfig
 
 
@@ -29,7 +29,8 @@ class DMIFNet(nn.Module):
 
     Input (B, 1, H, W); ``features`` (B, F_df + F_mi); ``forward`` logits (B,). Built from two (typically
     stage-1-trained) branches, which keep their weights; the new fusion head starts as the mean of the two
-    branches' logits (:func:`DMIFLib.nets.init.fusion_head`). The branches' own heads stay in the module (unused
+    branches' logits (:func:`DMIFLib.nets.init.fusion_head`); training re-weights it from validation
+    data (``weight_branches_``, :mod:`DMIFLib.training.stacking`). The branches' own heads stay in the module (unused
     by ``forward``) so that their per-branch logits remain available.
     """
 
@@ -70,6 +71,14 @@ class DMIFNet(nn.Module):
     def forward_with_scattering(self, x: torch.Tensor, coeffs: Sequence[torch.Tensor]) -> torch.Tensor:
         """(B, 1, H, W) plus its precomputed scattering → logits (B,)."""
         return self.head(self.features_with_scattering(x, coeffs)).squeeze(1)
+
+    def branch_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) → (B, 2): DF-Net's and MI-Net's own logits (their stage-1 heads)."""
+        return torch.stack([self.df(x), self.mi(x)], dim=1)
+
+    def weight_branches_(self, coefficients: list[float], intercept: float = 0.0) -> None:
+        """Set the fusion head to ``c_df · logit_df + c_mi · logit_mi + intercept`` (see ``branch_logits``)."""
+        weight_fusion_head_(self.head, [self.df.head, self.mi.head], coefficients, intercept)
 
     def spec(self) -> dict[str, Any]:
         """{"kind": "dmifnet", "config": plain dict}: ``build_net(spec)`` rebuilds this architecture."""

@@ -37,11 +37,24 @@ def fusion_head(branch_heads: list[nn.Sequential], dropout: float) -> nn.Sequent
     ``Sequential(Dropout, Linear(ΣF_i, 1))`` with weight ``[w_1, …, w_n] / n`` and bias ``mean(b_i)``, so before
     fine-tuning the fused logit equals the average of the (trained) branches' logits: stage 2/3 of Algorithm 1
     starts from the ensemble of the stage-1/2 nets instead of a random classifier, which on small cohorts
-    otherwise throws away what a branch has learned.
+    otherwise throws away what a branch has learned. :func:`weight_fusion_head_` sets another weighting.
     """
     linears = [head[-1] for head in branch_heads]
-    fused = nn.Linear(sum(linear.in_features for linear in linears), 1)
+    head = nn.Sequential(nn.Dropout(dropout), nn.Linear(sum(linear.in_features for linear in linears), 1))
+    weight_fusion_head_(head, branch_heads, [1.0 / len(linears)] * len(linears))
+    return head
+
+
+def weight_fusion_head_(head: nn.Sequential, branch_heads: list[nn.Sequential], coefficients: list[float],
+                        intercept: float = 0.0) -> None:
+    """Set a fusion head (see :func:`fusion_head`) so that its logit is ``Σ c_i · logit_i + intercept``.
+
+    ``logit_i`` is branch i's own head on its features; ``coefficients`` has one number per branch. In place.
+    """
+    linears = [h[-1] for h in branch_heads]
+    if len(coefficients) != len(linears):
+        raise ValueError(f"fusion head: {len(linears)} branches but {len(coefficients)} coefficients")
     with torch.no_grad():
-        fused.weight.copy_(torch.cat([linear.weight for linear in linears], dim=1) / len(linears))
-        fused.bias.copy_(torch.stack([linear.bias for linear in linears]).mean(dim=0))
-    return nn.Sequential(nn.Dropout(dropout), fused)
+        head[-1].weight.copy_(torch.cat([c * linear.weight for c, linear in zip(coefficients, linears, strict=True)],
+                                        dim=1))
+        head[-1].bias.copy_(sum(c * linear.bias for c, linear in zip(coefficients, linears, strict=True)) + intercept)

@@ -11,7 +11,7 @@ from torch import nn
 
 from DMIFLib.nets.config import NetConfig
 from DMIFLib.nets.dmifnet import DMIFNet, DMIFNetConfig
-from DMIFLib.nets.init import fusion_head
+from DMIFLib.nets.init import fusion_head, weight_fusion_head_
 
 
 @dataclass
@@ -28,7 +28,8 @@ class MultimodalDMIF(nn.Module):
     Input (B, M, H, W) with the M modalities in ``self.modalities`` order (one channel each); ``features``
     (B, Σ F_m); ``forward`` logits (B,); ``modality_logits`` (B, M), each branch's own DMIF-Net logit.
     Built from (typically stage-2-trained) branches, which keep their weights; the fusion head starts as the
-    mean of the branches' logits (:func:`DMIFLib.nets.init.fusion_head`).
+    mean of the branches' logits (:func:`DMIFLib.nets.init.fusion_head`); training re-weights it from validation
+    data (``weight_branches_``, :mod:`DMIFLib.training.stacking`).
     """
 
     kind = "multimodal"
@@ -71,6 +72,14 @@ class MultimodalDMIF(nn.Module):
         """(B, M, H, W) → (B, M): each modality's DMIF-Net logit, in ``self.modalities`` order."""
         parts = self._split(x)
         return torch.stack([self.branches[m](p) for m, p in zip(self.modalities, parts, strict=True)], dim=1)
+
+    def branch_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, M, H, W) → (B, M): the branches' logits, as :meth:`modality_logits`."""
+        return self.modality_logits(x)
+
+    def weight_branches_(self, coefficients: list[float], intercept: float = 0.0) -> None:
+        """Set the fusion head to ``Σ_m c_m · logit_m + intercept`` (``modality_logits`` order)."""
+        weight_fusion_head_(self.head, [b.head for b in self.branches.values()], coefficients, intercept)
 
     def spec(self) -> dict[str, Any]:
         """{"kind": "multimodal", "config": plain dict}: ``build_net(spec)`` rebuilds this architecture."""

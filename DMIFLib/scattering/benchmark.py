@@ -80,11 +80,14 @@ def scattering_throughput(device: torch.device, batch: int = 64, repeats: int = 
             "max_abs_diff_over_max": deviation}
 
 
-def epoch_times(device: torch.device, n_slices: int = 900, preset: str = "quick", batch: int = 64) -> dict:
+def epoch_times(device: torch.device, n_slices: int = 900, preset: str = "quick", batch: int = 64,
+                repeats: int = 3) -> dict:
     """One epoch of Adam steps on MI-Net (stage 1), scattering on the fly vs from the cache.
 
     Both paths apply the same augmentation (random W flip, brightness shift, intensity scaling): on the images
     before scattering on the fly, on the coefficients from the cache (exact, see DMIFLib.scattering.cache).
+    The two epochs alternate ``repeats`` times and each time is the median, so that a slow spell of a shared
+    machine does not land on one side only.
     """
     from DMIFLib.nets import build_net, preset_spec
     from DMIFLib.scattering import CoefficientAugment, ScatteringCache
@@ -124,13 +127,16 @@ def epoch_times(device: torch.device, n_slices: int = 900, preset: str = "quick"
             return model(x.to(device))
         return step
 
-    fly_net = copy.deepcopy(net)
-    t_fly = epoch(fly_net, on_the_fly_input(fly_net))
     start = time.perf_counter()
     cache = ScatteringCache.build(net.scattering, slices, batch_size=batch)
     t_build = time.perf_counter() - start
-    cache_net = copy.deepcopy(net)
-    t_cache = epoch(cache_net, lambda idx, g: cache_net.forward_from_scattering(cache.batch(idx, augment, g)))
+    fly_net, cache_net = copy.deepcopy(net), copy.deepcopy(net)
+    fly_times, cache_times = [], []
+    for _ in range(repeats):
+        fly_times.append(epoch(fly_net, on_the_fly_input(fly_net)))
+        cache_times.append(epoch(cache_net, lambda idx, g: cache_net.forward_from_scattering(cache.batch(idx, augment,
+                                                                                                          g))))
+    t_fly, t_cache = statistics.median(fly_times), statistics.median(cache_times)
     return {"slices": n_slices, "preset": preset, "on_the_fly_s": t_fly, "cache_s": t_cache,
             "ratio": t_fly / t_cache, "cache_build_s": t_build, "cache_gb": cache.nbytes / 1e9}
 
@@ -205,7 +211,7 @@ def run_benchmark(device: str = "cpu", threads: int | None = None, slices: int =
     say("scattering throughput (ours vs kymatio)...")
     results["scattering"] = scattering_throughput(dev, repeats=repeats)
     say(f"MI-Net stage-1 epoch on {slices} slices, on the fly vs cached...")
-    results["epoch"] = epoch_times(dev, n_slices=slices, preset=epoch_preset)
+    results["epoch"] = epoch_times(dev, n_slices=slices, preset=epoch_preset, repeats=repeats)
     results["inference"] = []
     for preset in presets:
         say(f"per-patient inference ({preset}) in a fresh process...")

@@ -108,11 +108,13 @@ class ScatteringCache:
     memory (docs/performance.md gives its deviation).
     """
 
-    def __init__(self, scattering: MultiScaleScattering, coeffs: list[torch.Tensor],
-                 flipped: list[torch.Tensor] | None) -> None:
+    def __init__(self, scattering: MultiScaleScattering, stacked: list[torch.Tensor], n: int) -> None:
+        """``stacked``: per J the coefficients of the N slices, then (when 2N rows) those of the flipped slices:
+        a batch with random flips is then one gather; ``coeffs`` and ``flipped`` are views of it."""
         self.J, self.L, self.max_order = scattering.J, scattering.L, scattering.max_order
-        self.coeffs = coeffs
-        self.flipped = flipped
+        self._stacked = stacked
+        self.coeffs = [t[:n] for t in stacked]
+        self.flipped = [t[n:] for t in stacked] if stacked[0].shape[0] == 2 * n else None
         self.phi0 = [scale.phi0 for scale in scattering.scales]  # φ̂(0): order 0's gain on a shift
         self._rot_index = ([orientation_index(j, self.L, self.max_order, rot90_permutation(self.L)) for j in self.J]
                            if self.L % 2 == 0 else None)
@@ -158,9 +160,7 @@ class ScatteringCache:
                     flip_parts[i].append(s.to(device=storage, dtype=dtype))
             if progress is not None:
                 progress({"stage": "scattering-cache", "done": min(start + batch_size, n), "total": n})
-        coeffs = [torch.cat(p) for p in parts]
-        flipped = [torch.cat(p) for p in flip_parts] if flips else None
-        return cls(scattering_module, coeffs, flipped)
+        return cls(scattering_module, [torch.cat(p + f) for p, f in zip(parts, flip_parts, strict=True)], n)
 
     def batch(self, indices: torch.Tensor, augment: CoefficientAugment | None = None,
               generator: torch.Generator | None = None) -> list[torch.Tensor]:
@@ -186,12 +186,10 @@ class ScatteringCache:
                              torch.ones(b)) if augment.scale_prob > 0 else torch.ones(b)
         # x -> factor·(x + shift): order 0 -> factor·S0 + factor·shift·φ̂(0); orders 1-2 -> |factor|·S.
         out = []
-        f_dev, s_dev, flip_dev = factor.to(device), (factor * shift).to(device), flip.to(device)
-        for i, c in enumerate(self.coeffs):
-            idx = indices.to(device)
-            x = c[idx].float()
-            if self.flipped is not None and flip.any():
-                x = torch.where(flip_dev.view(-1, 1, 1, 1, 1), self.flipped[i][idx].float(), x)
+        f_dev, s_dev = factor.to(device), (factor * shift).to(device)
+        source = (indices + flip.long() * len(self)).to(device)  # rows of the flipped slices follow the plain ones
+        for i, stacked in enumerate(self._stacked):
+            x = stacked[source].float()
             if rot_k is not None:
                 x = self._rotate(x, rot_k.to(device), self._rot_index[i].to(device))
             gain = f_dev.abs().view(-1, 1, 1, 1, 1).expand(-1, 1, x.shape[2], 1, 1).clone()

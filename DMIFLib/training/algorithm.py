@@ -2,8 +2,10 @@
 
 Stage 1, per modality: DF-Net and MI-Net trained separately (lr 1e-3 in the paper preset). Stage 2, per
 modality: DMIF-Net = both stage-1 nets + a new fusion head, fine-tuned together (1e-4). Stage 3: the
-multimodal net = every modality's stage-2 DMIF-Net + a new fusion head, fine-tuned (1e-5). New layers get
-the paper's uniform initialisation (:func:`DMIFLib.nets.init_uniform_`).
+multimodal net = every modality's stage-2 DMIF-Net + a new fusion head, fine-tuned (1e-5). New stage-1 layers
+get the paper's uniform initialisation (:func:`DMIFLib.nets.init_uniform_`); a fusion head starts as the
+weighting of its branches' logits fitted on the validation patients (:mod:`DMIFLib.training.stacking`; the
+weights are in ``run.json`` under ``fusion_init``).
 
 The model file keeps each modality's stage-2 DMIF-Net (for ``p_<modality>``) and the stage-3 net (for
 ``p_fused``). The cut-off is Youden's on the training patients' ``p_fused`` (train + validation patients);
@@ -43,6 +45,7 @@ from DMIFLib.training.errors import TrainingError
 from DMIFLib.training.presets import TrainConfig, make_config
 from DMIFLib.training.scattering_stage import cached_minet_data
 from DMIFLib.training.split import patient_split, validation_split
+from DMIFLib.training.stacking import weight_branches_from_validation
 from DMIFLib.training.stage import SliceSet, epoch_seed, fit
 
 MODEL_NAME = "model.pt"
@@ -195,11 +198,12 @@ class _Run:
         self.history: list[dict] = []
         self.timings: dict[str, float] = {}
         self.overrides: dict[str, Any] = {}
+        self.fusion_init: dict[str, dict | None] = {}
 
     def state(self, current: dict | None) -> dict:
         return {"config": self.config.to_dict(), "overrides": self.overrides, "cohort_sha256": self.cohort_sha256,
                 "done": self.done,
-                "history": self.history, "timings": self.timings, "current": current}
+                "fusion_init": self.fusion_init, "history": self.history, "timings": self.timings, "current": current}
 
     def save(self, current: dict | None) -> None:
         save_checkpoint(self.checkpoint_path, self.state(current))
@@ -258,6 +262,7 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
             raise TrainingError(f"{cohort_csv}: the cohort table changed since {out / CHECKPOINT_NAME} was written; "
                                 "resume needs the same cohort")
         run.done, run.history, run.timings = checkpoint["done"], checkpoint["history"], checkpoint["timings"]
+        run.fusion_init = checkpoint.get("fusion_init", {})
     run.overrides = checkpoint["overrides"] if checkpoint else dict(overrides or {})
     settings = PreprocessSettings.from_dict({**PreprocessSettings().to_dict(), **config.preprocessing,
                                              "slice_size": config.slice_size})
@@ -302,6 +307,8 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
             forward = net.forward_from_scattering
         current = checkpoint["current"] if checkpoint and checkpoint["current"] else None
         resume_state = current["fit"] if current and current["stage"] == name else None
+        if level != "stage1" and resume_state is None:
+            run.fusion_init[name] = weight_branches_from_validation(net, val, config.batch_size, torch_device)
 
         def stage_progress(event: dict, step: int = step) -> None:
             if progress is not None:
@@ -357,7 +364,7 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
                                                       "test": len(test_ids)},
         "slices": {"train": len(train_set), "val": len(val_set) if val_set else 0},
         "versions": _versions(), "stage_seconds": run.timings, "resumed": checkpoint is not None,
-        "last_session_seconds": seconds, "cutoffs": cutoffs, "test_auc": test_auc,
+        "last_session_seconds": seconds, "fusion_init": run.fusion_init, "cutoffs": cutoffs, "test_auc": test_auc,
     }
     atomic_write_text(out / RUN_NAME, json.dumps(run_info, indent=2, default=float) + "\n")
     run.checkpoint_path.unlink(missing_ok=True)

@@ -60,7 +60,8 @@ def epoch_seed(seed: int, stage: str, epoch: int) -> int:
     return zlib.crc32(f"{seed}/{stage}/{epoch}".encode())
 
 
-def _to_device(x: Inputs, device: torch.device) -> Inputs:
+def to_device(x: Inputs, device: torch.device) -> Inputs:
+    """A tensor or tuple of tensors moved to ``device``."""
     if isinstance(x, tuple):
         return tuple(t.to(device, non_blocking=True) for t in x)
     return x.to(device, non_blocking=True)
@@ -83,7 +84,7 @@ def predict_proba(net: nn.Module, data: SliceSet | Inputs, batch_size: int = 64,
     for start in range(0, len(data), batch_size):
         index = torch.arange(start, min(start + batch_size, len(data)))
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-            logits = _call(net, forward, _to_device(data.take(index), device))
+            logits = _call(net, forward, to_device(data.take(index), device))
         out.append(torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64))
     return np.concatenate(out) if out else np.zeros(0)
 
@@ -157,7 +158,7 @@ def fit(net: nn.Module, train: SliceSet, val: SliceSet | None, *, lr: float, epo
             x, y = train.take(index), train.y[index].float()
             if augment is not None and isinstance(x, torch.Tensor):
                 x = augment(x)
-            x, y = _to_device(x, device), y.to(device)
+            x, y = to_device(x, device), y.to(device)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                 logits = _call(net, forward, x)

@@ -1,0 +1,70 @@
+"""How much each branch counts when a fusion head starts: weights fitted on the validation patients (stacking).
+
+Stage 2 (DF + MI → DMIF-Net) and stage 3 (modalities → multimodal net) of Algorithm 1 add a fusion head over
+branches that were trained on the training patients. Those branches fit their training slices about equally
+well, whether or not they generalise, so a head fitted there (or the plain mean of the branch logits) trusts a
+branch that is no better than chance on new patients as much as a good one. The fusion head therefore starts as
+``Σ c_i · logit_i + b`` with (c, b) from a logistic regression of the validation slices' labels on the branches'
+logits, the coefficients constrained to c_i ≥ 0: a branch that is worse than chance on the validation patients
+gets weight 0 rather than a flipped sign learnt from a few patients. Fine-tuning then starts from there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.optimize import minimize
+from scipy.special import expit
+from torch import nn
+
+from DMIFLib.training.stage import SliceSet, to_device
+
+
+def fit_branch_weights(logits: np.ndarray, labels: np.ndarray, l2: float = 1.0) -> tuple[list[float], float]:
+    """Non-negative logistic regression: ``logits`` (N, K) of K branches, ``labels`` (N,) 0/1 → (c (K,), b).
+
+    Minimises Σ_n BCE(σ(logits_n · c + b), y_n) + l2/2 · |c|² over c ≥ 0 and b (L-BFGS-B); ``l2`` = 1 is
+    scikit-learn's default ``C`` = 1.
+    """
+    x = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    if x.ndim != 2 or len(x) != len(y):
+        raise ValueError(f"fit_branch_weights: logits (N, K) and labels (N,) expected, got {x.shape}, {y.shape}")
+    k = x.shape[1]
+
+    def loss_and_grad(params: np.ndarray) -> tuple[float, np.ndarray]:
+        c, b = params[:k], params[k]
+        z = x @ c + b
+        loss = np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * l2 * c @ c
+        residual = expit(z) - y
+        return float(loss), np.concatenate([x.T @ residual + l2 * c, [residual.sum()]])
+
+    start = np.concatenate([np.full(k, 1.0 / k), [0.0]])
+    result = minimize(loss_and_grad, start, jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * k + [(None, None)])
+    return [float(c) for c in result.x[:k]], float(result.x[k])
+
+
+@torch.no_grad()
+def branch_logits(net: nn.Module, data: SliceSet, batch_size: int, device: torch.device) -> np.ndarray:
+    """``net.branch_logits`` over every slice of ``data`` in eval mode: (N, K) float64."""
+    net.eval()
+    out = []
+    for start in range(0, len(data), batch_size):
+        index = torch.arange(start, min(start + batch_size, len(data)))
+        out.append(net.branch_logits(to_device(data.take(index), device)).float().cpu().numpy())
+    return np.concatenate(out).astype(np.float64)
+
+
+def weight_branches_from_validation(net: nn.Module, val: SliceSet | None, batch_size: int,
+                                    device: torch.device) -> dict | None:
+    """Start ``net``'s fusion head (a DMIFNet or MultimodalDMIF) from the validation-fitted weighting, in place.
+
+    Returns ``{"coefficients": [...], "intercept": b, "slices": N}``, or None (the head stays the mean of the
+    branch logits) when there is no validation set or it holds one class only.
+    """
+    if val is None or len(torch.unique(val.y)) < 2:
+        return None
+    net.to(device)
+    coefficients, intercept = fit_branch_weights(branch_logits(net, val, batch_size, device), val.y.numpy())
+    net.weight_branches_(coefficients, intercept)
+    return {"coefficients": coefficients, "intercept": intercept, "slices": len(val)}
