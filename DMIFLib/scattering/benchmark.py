@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -141,14 +142,31 @@ def epoch_times(device: torch.device, n_slices: int = 900, preset: str = "quick"
             "ratio": t_fly / t_cache, "cache_build_s": t_build, "cache_gb": cache.nbytes / 1e9}
 
 
-def _inference_child(preset: str, device: str, threads: int, repeats: int) -> None:
-    """Run in a fresh process: build a T1C+T2W model, predict one 15-slice patient; print JSON."""
+def peak_rss_gb() -> float:
+    """This process's peak resident set size in GB (10⁹ bytes).
+
+    Linux: ``VmHWM`` of /proc/self/status, the high-water mark of this process's own address space. Not
+    ``getrusage``'s ``ru_maxrss``, which survives ``exec``: a child started by a large parent (``subprocess``
+    uses vfork) reports the parent's peak. Elsewhere ``ru_maxrss`` (bytes on macOS, KiB on other systems).
+    """
     import resource
 
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024 / 1e9
+    except OSError:
+        pass
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss / 1e9 if sys.platform == "darwin" else maxrss * 1024 / 1e9
+
+
+def _inference_child(preset: str, device: str, threads: int, repeats: int) -> None:
+    """Run in a fresh process: build a T1C+T2W model, predict one 15-slice patient; print JSON."""
     import numpy as np
 
     torch.set_num_threads(threads)
-    rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    rss_start = peak_rss_gb()
     start = time.perf_counter()
     from DMIFLib.inference import predict_stack
     from DMIFLib.model_file import FUSED, LoadedModel
@@ -177,7 +195,7 @@ def _inference_child(preset: str, device: str, threads: int, repeats: int) -> No
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # ru_maxrss is in KiB on Linux
+    peak_gb = peak_rss_gb()
     print(json.dumps({"preset": preset, "build_s": build_s, "first_s": first_s, "patient_s": statistics.median(times),
                       "peak_rss_gb": peak_gb, "rss_at_start_gb": rss_start}))
 
