@@ -14,13 +14,11 @@ matching kymatio within rtol 1e-5 leaves no FFT out (see DMIFLib/scattering/mult
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 from DMIFLib.scattering import KymatioMultiScaleScattering, MultiScaleScattering
-from DMIFLib.scattering.benchmark import synthetic_slices
+from DMIFLib.scattering.benchmark import median_time, synthetic_slices
 
 
 def record_fft_calls(module: torch.nn.Module, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
@@ -45,16 +43,6 @@ def record_fft_calls(module: torch.nn.Module, x: torch.Tensor) -> list[tuple[str
     return calls
 
 
-def median_seconds(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -73,9 +61,10 @@ def main() -> None:
 
     points = sum(t.numel() for _, t in calls)
     with torch.no_grad():
-        t_ours = median_seconds(lambda: ours(x), args.repeats)
-        t_fft = median_seconds(replay, args.repeats)
-        t_ref = median_seconds(lambda: kymatio(x), max(1, args.repeats // 2))
+        cpu = torch.device("cpu")
+        t_ours = median_time(lambda: ours(x), args.repeats, cpu)
+        t_fft = median_time(replay, args.repeats, cpu)
+        t_ref = median_time(lambda: kymatio(x), max(1, args.repeats // 2), cpu)
     print(f"threads {args.threads}, torch {torch.__version__}, batch {batch}, J = 2, 3, 4, 128x128")
     print(f"FFT calls per batch: {len(calls)}, {points / batch / 1e6:.2f} M input points per image")
     print(f"MultiScaleScattering      {batch / t_ours:7.1f} images/s   ({t_ours:.3f} s)")

@@ -46,7 +46,7 @@ def synthetic_slices(n: int, size: int = IMAGE, seed: int = 0) -> torch.Tensor:
     return out
 
 
-def _timed(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+def median_time(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
     """Median wall time of ``fn`` over ``repeats`` runs after one warm-up (CUDA synchronised)."""
     def run() -> float:
         if device.type == "cuda":
@@ -73,8 +73,8 @@ def scattering_throughput(device: torch.device, batch: int = 64, repeats: int = 
     start = time.perf_counter()
     ref = KymatioMultiScaleScattering().to(device)
     ref_build = time.perf_counter() - start
-    t_ours = _timed(lambda: ours(x), repeats, device)
-    t_ref = _timed(lambda: ref(x), max(1, min(repeats, 2)), device)
+    t_ours = median_time(lambda: ours(x), repeats, device)
+    t_ref = median_time(lambda: ref(x), max(1, min(repeats, 2)), device)
     deviation = max(float(((a - b).abs().max() / b.abs().max()).cpu()) for a, b in zip(ours(x), ref(x), strict=True))
     return {"batch": batch, "ours_images_s": batch / t_ours, "kymatio_images_s": batch / t_ref,
             "ratio": t_ref / t_ours, "ours_build_s": ours_build, "kymatio_build_s": ref_build,

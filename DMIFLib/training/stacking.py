@@ -17,7 +17,7 @@ from scipy.optimize import minimize
 from scipy.special import expit
 from torch import nn
 
-from DMIFLib.training.stage import SliceSet, to_device
+from DMIFLib.training.stage import SliceSet, predict_logits
 
 
 def fit_branch_weights(logits: np.ndarray, labels: np.ndarray, l2: float = 1.0) -> tuple[list[float], float]:
@@ -44,17 +44,6 @@ def fit_branch_weights(logits: np.ndarray, labels: np.ndarray, l2: float = 1.0) 
     return [float(c) for c in result.x[:k]], float(result.x[k])
 
 
-@torch.no_grad()
-def branch_logits(net: nn.Module, data: SliceSet, batch_size: int, device: torch.device) -> np.ndarray:
-    """``net.branch_logits`` over every slice of ``data`` in eval mode: (N, K) float64."""
-    net.eval()
-    out = []
-    for start in range(0, len(data), batch_size):
-        index = torch.arange(start, min(start + batch_size, len(data)))
-        out.append(net.branch_logits(to_device(data.take(index), device)).float().cpu().numpy())
-    return np.concatenate(out).astype(np.float64)
-
-
 def weight_branches_from_validation(net: nn.Module, val: SliceSet | None, batch_size: int,
                                     device: torch.device) -> dict | None:
     """Start ``net``'s fusion head (a DMIFNet or MultimodalDMIF) from the validation-fitted weighting, in place.
@@ -64,7 +53,7 @@ def weight_branches_from_validation(net: nn.Module, val: SliceSet | None, batch_
     """
     if val is None or len(torch.unique(val.y)) < 2:
         return None
-    net.to(device)
-    coefficients, intercept = fit_branch_weights(branch_logits(net, val, batch_size, device), val.y.numpy())
+    logits = predict_logits(net.to(device), val, batch_size, device, forward=net.branch_logits)
+    coefficients, intercept = fit_branch_weights(logits.double().numpy(), val.y.numpy())
     net.weight_branches_(coefficients, intercept)
     return {"coefficients": coefficients, "intercept": intercept, "slices": len(val)}

@@ -60,7 +60,7 @@ def epoch_seed(seed: int, stage: str, epoch: int) -> int:
     return zlib.crc32(f"{seed}/{stage}/{epoch}".encode())
 
 
-def to_device(x: Inputs, device: torch.device) -> Inputs:
+def _to_device(x: Inputs, device: torch.device) -> Inputs:
     """A tensor or tuple of tensors moved to ``device``."""
     if isinstance(x, tuple):
         return tuple(t.to(device, non_blocking=True) for t in x)
@@ -74,9 +74,10 @@ def _call(net: nn.Module, forward: Callable | None, x: Inputs) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_proba(net: nn.Module, data: SliceSet | Inputs, batch_size: int = 64, device: str | torch.device = "cpu",
-                  forward: Callable | None = None) -> np.ndarray:
-    """Sigmoid of the net's logits for every slice, in order: (N,) float64 in [0, 1]; the net is put in eval mode."""
+def predict_logits(net: nn.Module, data: SliceSet | Inputs, batch_size: int = 64,
+                   device: str | torch.device = "cpu", forward: Callable | None = None) -> torch.Tensor:
+    """The net's (or ``forward``'s) logits for every slice, in order, float32 on the CPU: (N,) or (N, K) for a
+    ``forward`` with K outputs per slice; batches of ``batch_size``, float16 autocast on CUDA; eval mode."""
     device = resolve_device(device)
     data = data if isinstance(data, SliceSet) else SliceSet(data, torch.zeros(_length(data)))
     net.eval()
@@ -84,9 +85,14 @@ def predict_proba(net: nn.Module, data: SliceSet | Inputs, batch_size: int = 64,
     for start in range(0, len(data), batch_size):
         index = torch.arange(start, min(start + batch_size, len(data)))
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-            logits = _call(net, forward, to_device(data.take(index), device))
-        out.append(torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64))
-    return np.concatenate(out) if out else np.zeros(0)
+            out.append(_call(net, forward, _to_device(data.take(index), device)).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def predict_proba(net: nn.Module, data: SliceSet | Inputs, batch_size: int = 64, device: str | torch.device = "cpu",
+                  forward: Callable | None = None) -> np.ndarray:
+    """Sigmoid of the net's logits for every slice, in order: (N,) float64 in [0, 1]; the net is put in eval mode."""
+    return torch.sigmoid(predict_logits(net, data, batch_size, device, forward)).numpy().astype(np.float64)
 
 
 def _length(x: Inputs) -> int:
@@ -158,7 +164,7 @@ def fit(net: nn.Module, train: SliceSet, val: SliceSet | None, *, lr: float, epo
             x, y = train.take(index), train.y[index].float()
             if augment is not None and isinstance(x, torch.Tensor):
                 x = augment(x)
-            x, y = to_device(x, device), y.to(device)
+            x, y = _to_device(x, device), y.to(device)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                 logits = _call(net, forward, x)
