@@ -24,7 +24,7 @@ def init_uniform_(module: nn.Module) -> nn.Module:
             nn.init.xavier_uniform_(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)) and m.affine:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
     return module

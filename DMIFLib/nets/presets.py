@@ -22,9 +22,9 @@ _DF = {
     "paper": DFNetConfig(),
 }
 _MI = {
-    "tiny": MINetConfig(channels_per_scale=4),
-    "quick": MINetConfig(channels_per_scale=16, dropout=0.2),
-    "paper": MINetConfig(),
+    "tiny": MINetConfig(channels_per_scale=4, input_affine=False),
+    "quick": MINetConfig(channels_per_scale=16, dropout=0.2, input_affine=False),
+    "paper": MINetConfig(input_affine=False),
 }
 # Reference CNNs (issue 5): MONAI's fixed layouts at full size; narrower for tests.
 _REFERENCE: dict[str, dict[str, dict[str, Any]]] = {
