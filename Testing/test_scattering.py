@@ -54,23 +54,6 @@ def test_chunking_and_three_dim_input_follow_kymatio_layout(images: torch.Tensor
     torch.testing.assert_close(flat, whole[:, 0])
 
 
-def test_reused_buffers_over_uneven_chunks_and_row_groups(monkeypatch: pytest.MonkeyPatch) -> None:
-    """5 images in chunks of 2, 2, 1 and second-order rows in groups of 3 (the last one shorter): the buffers
-    written chunk after chunk, and their shorter views, give kymatio's result; so does the allocating path that
-    autograd takes."""
-    import DMIFLib.scattering.multiscale as multiscale
-
-    # J = 3 on 64² pads to 80²: (j1, j2) = (0, 1) is 8 × 40² per (image, θ1) row, so 16 rows per chunk of 2
-    # go in groups of 3, 3, 3, 3, 3, 1
-    monkeypatch.setattr(multiscale, "GROUP_ELEMENTS", 3 * 8 * 40 * 40)
-    x = torch.randn(5, 1, 64, 64, generator=torch.Generator().manual_seed(3))
-    scattering = MultiScaleScattering(J=(3,), shape=(64, 64), chunk_size=2)
-    ref = ScatteringTorch2D(J=3, shape=(64, 64), L=8)(x)
-    with torch.no_grad():
-        assert_close_to(scattering(x)[0], ref)
-    assert_close_to(scattering(x.clone().requires_grad_())[0].detach(), ref)
-
-
 def test_first_order_only_is_the_prefix(images: torch.Tensor) -> None:
     first = MultiScaleScattering(J=(3,), max_order=1)(images)[0]
     both = MultiScaleScattering(J=(3,), max_order=2)(images)[0]

@@ -40,7 +40,6 @@ from DMIFLib.scattering.kymatio_reference import scattering_channels
 # blocks holding only such coefficients are left out of the sums: the dropped terms are at the level of float32
 # rounding (the tests compare with kymatio at rtol 1e-5).
 FILTER_TOLERANCE = 1e-7
-GROUP_ELEMENTS = 2**20
 
 
 def _clip_tails(filters: torch.Tensor) -> torch.Tensor:
@@ -55,24 +54,21 @@ def _blocks(filters: torch.Tensor, k: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(k) for j in range(k) if peak[i, j] > FILTER_TOLERANCE]
 
 
-def modulus(z: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """|z| of a complex tensor as sqrt(re² + im²) (kymatio's modulus; 3-4× faster than ``abs``'s hypot on CPU),
-    written into ``out`` (real, z's shape) when given."""
-    if out is None:
-        return torch.addcmul(z.real.square(), z.imag, z.imag).sqrt_()
-    return torch.mul(z.real, z.real, out=out).addcmul_(z.imag, z.imag).sqrt_()
+def modulus(z: torch.Tensor) -> torch.Tensor:
+    """|z| of a complex tensor as sqrt(re² + im²) (kymatio's modulus; 3-4× faster than ``abs``'s hypot on CPU)."""
+    return torch.addcmul(z.real.square(), z.imag, z.imag).sqrt_()
 
 
-def real_fft2(y: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+def real_fft2(y: torch.Tensor) -> torch.Tensor:
     """``fft2`` of a real (…, m, n) tensor from its half spectrum (``rfft2``) and Hermitian symmetry.
 
     X[a, b] = conj(X[−a mod m, n − b]) fills the columns n//2 + 1 … n − 1: about half the FFT work of ``fft2``,
-    which promotes the real input to complex and runs a full complex transform. Written into ``out`` when given.
+    which promotes the real input to complex and runs a full complex transform.
     """
     n = y.shape[-1]
     half = torch.fft.rfft2(y)  # (…, m, n//2 + 1)
     mirrored = torch.roll(half[..., 1:(n + 1) // 2].flip(-1, -2), 1, dims=-2).conj()
-    return torch.cat([half, mirrored], dim=-1, out=out)
+    return torch.cat([half, mirrored], dim=-1)
 
 
 def _symmetrize(phi: np.ndarray) -> np.ndarray:
@@ -102,28 +98,6 @@ def _separable_lowpass(phi: np.ndarray, k: int) -> tuple[torch.Tensor, torch.Ten
     a = np.concatenate([u[rows, r] * sigma[r] for r in range(rank)], axis=1)  # (h, R·m)
     b = np.stack([vt[r][cols] for r in range(rank)])  # (R, w, n)
     return torch.from_numpy(a).float(), torch.from_numpy(b).float()
-
-
-class _Workspace:
-    """Output buffers reused by a scale over the chunks of one batch, keyed by the intermediate they hold.
-
-    Writing the same large arrays chunk after chunk (``out=``) instead of allocating fresh ones avoids the page
-    faults of new allocations, a quarter of the CPU time at 8 images per chunk. ``get`` returns None (the ops then
-    allocate) when disabled, which the module does when autograd needs the intermediates.
-    """
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.buffers: dict[tuple, torch.Tensor] = {}
-
-    def get(self, key: tuple, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
-        """A (shape) buffer for ``key``: the first shape[0] rows of the one kept, grown when too small."""
-        if not self.enabled:
-            return None
-        buf = self.buffers.get(key)
-        if buf is None or buf.shape[1:] != tuple(shape[1:]) or buf.shape[0] < shape[0] or buf.dtype != dtype:
-            buf = self.buffers[key] = torch.empty(shape, dtype=dtype, device=device)
-        return buf[:shape[0]]
 
 
 class _Scale(nn.Module):
@@ -159,7 +133,7 @@ class _Scale(nn.Module):
                 tiles = torch.stack([tiles[:, bi, :, bj, :] for bi, bj in blocks], dim=1)  # (F, q, m/k, n/k)
                 self.register_buffer(f"psi_{j}_{res}", tiles.to(torch.complex64).contiguous(), persistent=False)
 
-    def filter_periodize(self, u_hat: torch.Tensor, j: int, res: int, workspace: _Workspace) -> torch.Tensor:
+    def filter_periodize(self, u_hat: torch.Tensor, j: int, res: int) -> torch.Tensor:
         """(…, m, n) complex spectrum at resolution ``res`` -> periodize(û ⊙ ψ̂_{j,θ}, 2^(j−res)): (…, L, m/k, n/k).
 
         The significant blocks of û are first gathered into one contiguous (…, q, m/k, n/k) tensor: products and
@@ -168,15 +142,11 @@ class _Scale(nn.Module):
         k = 2 ** (j - res)
         tiles = getattr(self, f"psi_{j}_{res}")  # (L, q, m/k, n/k); complex: complex × real products are slower
         *lead, m, n = u_hat.shape
-        q = tiles.shape[1]
         u = u_hat.reshape(*lead, k, m // k, k, n // k)
-        gathered = workspace.get(("gather", j, res), (*lead, q, m // k, n // k), u_hat.dtype, u_hat.device)
-        u = torch.stack([u[..., bi, :, bj, :] for bi, bj in self.psi_blocks[(j, res)]], dim=-3, out=gathered)
-        u = u.unsqueeze(-4)
-        acc = workspace.get(("product", j, res), (*lead, tiles.shape[0], m // k, n // k), u_hat.dtype, u_hat.device)
-        acc = torch.mul(u[..., 0, :, :], tiles[:, 0], out=acc)
-        for i in range(1, q):
-            acc.addcmul_(u[..., i, :, :], tiles[:, i])
+        u = torch.stack([u[..., bi, :, bj, :] for bi, bj in self.psi_blocks[(j, res)]], dim=-3).unsqueeze(-4)
+        acc = u[..., 0, :, :] * tiles[:, 0]
+        for q in range(1, tiles.shape[1]):
+            acc.addcmul_(u[..., q, :, :], tiles[:, q])
         return acc
 
     def lowpass(self, y: torch.Tensor, res: int) -> torch.Tensor:
@@ -188,43 +158,23 @@ class _Scale(nn.Module):
         t = t.reshape(-1, m, rank, w).transpose(1, 2).reshape(-1, rank * m, w)
         return (a @ t).reshape(*lead, a.shape[0], w)
 
-    def second_order(self, u1_hat: torch.Tensor, j1: int, j2: int, workspace: _Workspace) -> torch.Tensor:
-        """Spectra of first-order moduli (B, L, m, n) -> second-order coefficients (B, L, L, h, w) of (j1, j2).
-
-        The (image, θ1) rows go through product, inverse FFT, modulus and low-pass in groups of about
-        ``GROUP_ELEMENTS`` complex values, so that one group's intermediates stay in the CPU caches between passes.
-        """
-        batch, L1, m, n = u1_hat.shape
-        k = 2 ** (j2 - j1)
-        rows = u1_hat.reshape(batch * L1, m, n)
-        per_row = self.L * (m // k) * (n // k)
-        step = max(1, GROUP_ELEMENTS // per_row) if workspace.enabled else rows.shape[0]
-        outs = []
-        for part in rows.split(step):
-            z2 = torch.fft.ifft2(self.filter_periodize(part, j2, j1, workspace))  # (r, L, m2, n2)
-            u2 = modulus(z2, workspace.get(("modulus", j1, j2), z2.shape, z2.real.dtype, z2.device))
-            outs.append(self.lowpass(u2, j2))
-        return torch.cat(outs).reshape(batch, L1, self.L, *outs[0].shape[-2:])
-
-    def forward(self, xp: torch.Tensor, workspace: _Workspace | None = None) -> torch.Tensor:
-        """Padded (B, M, N) float32 -> (B, K_J, h, w) in kymatio's coefficient order.
-
-        ``workspace`` holds the large intermediates between calls on successive chunks of a batch.
-        """
+    def forward(self, xp: torch.Tensor) -> torch.Tensor:
+        """Padded (B, M, N) float32 -> (B, K_J, h, w) in kymatio's coefficient order."""
         J = self.J
-        ws = workspace or _Workspace(enabled=False)
         batch = xp.shape[0]
         x_hat = real_fft2(xp)
         out = [self.lowpass(xp, 0).unsqueeze(1)]
         second: list[torch.Tensor] = []
         for j1 in range(J):
-            z1 = torch.fft.ifft2(self.filter_periodize(x_hat, j1, 0, ws))
-            u1 = modulus(z1, ws.get(("modulus", j1), z1.shape, xp.dtype, xp.device))  # (B, L, m1, n1)
+            u1 = modulus(torch.fft.ifft2(self.filter_periodize(x_hat, j1, 0)))  # (B, L, m1, n1)
             out.append(self.lowpass(u1, j1))
             if self.max_order < 2 or j1 == J - 1:
                 continue
-            u1_hat = real_fft2(u1, ws.get(("spectrum", j1), u1.shape, z1.dtype, xp.device))
-            per_j2 = [self.second_order(u1_hat, j1, j2, ws) for j2 in range(j1 + 1, J)]
+            u1_hat = real_fft2(u1)
+            per_j2 = []
+            for j2 in range(j1 + 1, J):
+                u2 = modulus(torch.fft.ifft2(self.filter_periodize(u1_hat, j2, j1)))  # (B, L, L, m2, n2)
+                per_j2.append(self.lowpass(u2, j2))
             second.append(torch.cat(per_j2, dim=2).reshape(batch, -1, *per_j2[0].shape[-2:]))
         return torch.cat(out + second, dim=1)
 
@@ -270,11 +220,11 @@ class MultiScaleScattering(nn.Module):
             raise ValueError(f"scattering: expected spatial size {tuple(expected)}, got {tuple(x.shape[-2:])}")
         lead = x.shape[:-2]
         flat = x.reshape(-1, *x.shape[-2:]).float()
-        chunk = max(self.chunk_size or flat.shape[0], 1)
-        reuse = not (torch.is_grad_enabled() and flat.requires_grad)
-        outs = []
-        for scale, pad in zip(self.scales, self.pads, strict=True):
-            workspace = _Workspace(enabled=reuse)
-            parts = [scale(part if self.pre_pad else pad(part)[..., 0], workspace) for part in flat.split(chunk)]
-            outs.append(torch.cat(parts, dim=0))
-        return [o.reshape(*lead, *o.shape[1:]) for o in outs]
+        chunk = self.chunk_size or flat.shape[0]
+        outs: list[list[torch.Tensor]] = [[] for _ in self.J]
+        for start in range(0, max(flat.shape[0], 1), max(chunk, 1)):
+            part = flat[start:start + chunk]
+            for i, (scale, pad) in enumerate(zip(self.scales, self.pads, strict=True)):
+                xp = part if self.pre_pad else pad(part)[..., 0]
+                outs[i].append(scale(xp))
+        return [torch.cat(o, dim=0).reshape(*lead, *o[0].shape[1:]) for o in outs]
