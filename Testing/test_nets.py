@@ -127,6 +127,22 @@ def test_minet_scale_subset() -> None:
         build_net({"kind": "minet", "config": {**spec["config"], "input_shape": [100, 100]}})
 
 
+def test_minet_input_batchnorm_affine_only_in_older_configs() -> None:
+    """The presets' input BatchNorm only standardises, so the loss gradient stops at the fusion conv; a config
+    without the field (a model file written before it) keeps the learnable scale and shift and loads its weights."""
+    net = build_net(preset_spec("minet", "tiny"))
+    input_norms = [branch[0] for branch in net.scale_convs]
+    assert all(isinstance(n, torch.nn.BatchNorm2d) and not n.affine for n in input_norms)
+    coeffs = [c.requires_grad_() for c in net.scatter(torch.randn(2, 1, 128, 128))]
+    net.forward_from_scattering(coeffs).sum().backward()
+    assert all(c.grad is not None for c in coeffs)  # the standardisation itself is still differentiable
+    old_config = {k: v for k, v in preset_spec("minet", "tiny")["config"].items() if k != "input_affine"}
+    old = build_net({"kind": "minet", "config": old_config})
+    assert all(branch[0].affine for branch in old.scale_convs)
+    assert "scale_convs.0.0.weight" in old.state_dict()
+    build_net({"kind": "minet", "config": old_config}).load_state_dict(old.state_dict())
+
+
 def test_gradients_reach_both_dmifnet_branches() -> None:
     net = build_net(preset_spec("dmifnet", "tiny")).train()
     loss = torch.nn.functional.binary_cross_entropy_with_logits(net(torch.randn(4, 1, 128, 128)), torch.ones(4))
