@@ -10,9 +10,7 @@ from torch import nn
 
 from DMIFLib.nets.config import NetConfig
 from DMIFLib.nets.init import init_uniform_
-from DMIFLib.nets.spp import SpatialPyramidPooling
-
-POOLINGS = ("spp", "gap")
+from DMIFLib.nets.spp import POOLINGS, pooling_and_head
 
 
 def conv_bn_relu(
@@ -125,13 +123,8 @@ class DFNet(nn.Module):
         self.stages = nn.Sequential(*blocks)
         f1, f2, f3 = config.fusion_channels
         self.fusion = nn.Sequential(conv_bn_relu(cin, f1, 1), conv_bn_relu(f1, f2, 3), conv_bn_relu(f2, f3, 1))
-        if config.pooling == "spp":
-            self.pool: nn.Module = SpatialPyramidPooling(config.spp_levels)
-            self.feature_dim = self.pool.output_size(f3)
-        else:
-            self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-            self.feature_dim = f3
-        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(self.feature_dim, 1))
+        self.pool, self.feature_dim, self.head = pooling_and_head(config.pooling, config.spp_levels, f3,
+                                                                  config.dropout)
         init_uniform_(self)
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:

@@ -13,11 +13,10 @@ from torch import nn
 
 from DMIFLib.nets.config import NetConfig
 from DMIFLib.nets.init import init_uniform_
-from DMIFLib.nets.spp import SpatialPyramidPooling
+from DMIFLib.nets.spp import POOLINGS, pooling_and_head
 from DMIFLib.scattering import MultiScaleScattering, scattering_channels
 
 INPUT_NORMS = ("batchnorm", "log_batchnorm", "none")
-POOLINGS = ("spp", "gap")
 
 
 @dataclass
@@ -134,13 +133,8 @@ class MINet(nn.Module):
             branches.append(nn.Sequential(*norm, scale_fusion_conv(k, config.channels_per_scale, 2 ** (j_max - j))))
         self.scale_convs = nn.ModuleList(branches)
         fused_channels = len(config.scales) * config.channels_per_scale
-        if config.pooling == "spp":
-            self.pool: nn.Module = SpatialPyramidPooling(config.spp_levels)
-            self.feature_dim = self.pool.output_size(fused_channels)
-        else:
-            self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-            self.feature_dim = fused_channels
-        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(self.feature_dim, 1))
+        self.pool, self.feature_dim, self.head = pooling_and_head(config.pooling, config.spp_levels, fused_channels,
+                                                                  config.dropout)
         init_uniform_(self)
 
     def scatter(self, x: torch.Tensor) -> list[torch.Tensor]:

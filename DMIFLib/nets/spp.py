@@ -57,3 +57,22 @@ class SpatialPyramidPooling(nn.Module):
 
     def extra_repr(self) -> str:
         return f"levels={self.levels}"
+
+
+POOLINGS = ("spp", "gap")
+
+
+def pooling_and_head(pooling: str, spp_levels: Sequence[int], channels: int,
+                     dropout: float) -> tuple[nn.Module, int, nn.Sequential]:
+    """A branch's pooling of its (B, channels, h, w) map and its classifier: (pool, feature_dim, head).
+
+    ``pooling`` "spp" (paper): :class:`SpatialPyramidPooling` over ``spp_levels``; "gap": global average pooling
+    (feature_dim = channels). ``head`` is dropout then FC → 1 logit.
+    """
+    if pooling == "spp":
+        pool: nn.Module = SpatialPyramidPooling(spp_levels)
+        feature_dim = pool.output_size(channels)
+    else:
+        pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        feature_dim = channels
+    return pool, feature_dim, nn.Sequential(nn.Dropout(dropout), nn.Linear(feature_dim, 1))
