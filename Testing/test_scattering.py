@@ -118,9 +118,17 @@ def test_filter_bank_is_bit_identical_to_kymatio() -> None:
             assert x.dtype == y.dtype and np.array_equal(x, y)
 
 
-@pytest.mark.parametrize("shape", [(3, 8, 10), (2, 5, 7), (2, 3, 17, 34)])
-def test_real_fft2_is_the_full_spectrum(shape: tuple[int, ...]) -> None:
-    from DMIFLib.scattering.multiscale import real_fft2
+@pytest.mark.parametrize("shape", [(3, 8, 10), (2, 5, 8), (2, 3, 17, 34)])
+def test_real_fft2_halves_are_the_full_spectrum(shape: tuple[int, ...]) -> None:
+    from DMIFLib.scattering.multiscale import real_fft2_halves
 
     y = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(real_fft2(y), torch.fft.fft2(y), rtol=1e-5, atol=1e-4)
+    left, right = real_fft2_halves(y)
+    torch.testing.assert_close(torch.cat([left, right], dim=-1), torch.fft.fft2(y), rtol=1e-5, atol=1e-4)
+
+
+def test_real_fft2_halves_refuses_an_odd_width() -> None:
+    from DMIFLib.scattering.multiscale import real_fft2_halves
+
+    with pytest.raises(ValueError, match="even"):
+        real_fft2_halves(torch.zeros(4, 7))

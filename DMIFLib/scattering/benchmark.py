@@ -15,7 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -46,19 +46,35 @@ def synthetic_slices(n: int, size: int = IMAGE, seed: int = 0) -> torch.Tensor:
     return out
 
 
+def _timed(fn: Callable[[], object], device: torch.device) -> float:
+    """Wall time of one call of ``fn`` in seconds (CUDA synchronised before and after)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
 def median_time(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
     """Median wall time of ``fn`` over ``repeats`` runs after one warm-up (CUDA synchronised)."""
-    def run() -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
+    _timed(fn, device)
+    return statistics.median(_timed(fn, device) for _ in range(repeats))
 
-    run()
-    return statistics.median(run() for _ in range(repeats))
+
+def alternating_median_times(fns: Sequence[Callable[[], object]], repeats: int, device: torch.device) -> list[float]:
+    """Median wall time of each of ``fns``, run in turn ``repeats`` times after one warm-up each.
+
+    Alternating keeps a drifting machine load (this VM's timings wander by ±20 % over minutes) out of the ratios.
+    """
+    times: list[list[float]] = [[] for _ in fns]
+    for fn in fns:
+        _timed(fn, device)
+    for _ in range(repeats):
+        for fn, record in zip(fns, times, strict=True):
+            record.append(_timed(fn, device))
+    return [statistics.median(record) for record in times]
 
 
 @torch.no_grad()
@@ -73,8 +89,7 @@ def scattering_throughput(device: torch.device, batch: int = 64, repeats: int = 
     start = time.perf_counter()
     ref = KymatioMultiScaleScattering().to(device)
     ref_build = time.perf_counter() - start
-    t_ours = median_time(lambda: ours(x), repeats, device)
-    t_ref = median_time(lambda: ref(x), max(1, min(repeats, 2)), device)
+    t_ours, t_ref = alternating_median_times([lambda: ours(x), lambda: ref(x)], repeats, device)
     deviation = max(float(((a - b).abs().max() / b.abs().max()).cpu()) for a, b in zip(ours(x), ref(x), strict=True))
     return {"batch": batch, "ours_images_s": batch / t_ours, "kymatio_images_s": batch / t_ref,
             "ratio": t_ref / t_ours, "ours_build_s": ours_build, "kymatio_build_s": ref_build,

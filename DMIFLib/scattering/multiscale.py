@@ -15,7 +15,10 @@ reflect padding and the same Fourier-domain periodisation for subsampling. What 
   gives; kymatio's periodised φ̂ levels are not quite even because of its crop mask); second-order moduli that
   feed no further wavelet get a real-to-complex FFT only;
 * the spectra of the real signals that feed wavelets (the padded input, the first-order moduli) come from
-  ``rfft2`` completed by Hermitian symmetry (:func:`real_fft2`), not from a complex ``fft2``;
+  ``rfft2`` completed by Hermitian symmetry (:func:`real_fft2_halves`), not from a complex ``fft2``, and the
+  periodisation blocks are gathered from the two halves without assembling the full spectrum;
+* the block products run on the real view of the spectra, against filters stored real with each value twice
+  (re, im): a real fused multiply-add instead of a complex product with a zero imaginary part;
 * images are processed in chunks that keep the intermediate arrays cache-sized.
 
 What the scales can share: kymatio pads each J by 2^J pixels (reflect), so the Fourier grids differ per J
@@ -41,6 +44,12 @@ from DMIFLib.scattering.kymatio_reference import scattering_channels
 # rounding (the tests compare with kymatio at rtol 1e-5).
 FILTER_TOLERANCE = 1e-7
 
+# Images per chunk. CPU: 4 was the fastest of 1, 2, 4, 6, 8, 16 on the 2-core development CPU (interleaved runs, see
+# docs/performance.md): small chunks keep each intermediate within the caches. GPU: larger kernels; 64 images take
+# about 0.85 GB at J = 4, 128² (not timed: no GPU was available to tune it).
+CPU_CHUNK = 4
+GPU_CHUNK = 64
+
 
 def _clip_tails(filters: torch.Tensor) -> torch.Tensor:
     """Zero the coefficients below FILTER_TOLERANCE of the largest."""
@@ -59,16 +68,19 @@ def modulus(z: torch.Tensor) -> torch.Tensor:
     return torch.addcmul(z.real.square(), z.imag, z.imag).sqrt_()
 
 
-def real_fft2(y: torch.Tensor) -> torch.Tensor:
-    """``fft2`` of a real (…, m, n) tensor from its half spectrum (``rfft2``) and Hermitian symmetry.
+def real_fft2_halves(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``fft2`` of a real (…, m, n) tensor, n even, as its column halves (left, right), each (…, m, n/2).
 
-    X[a, b] = conj(X[−a mod m, n − b]) fills the columns n//2 + 1 … n − 1: about half the FFT work of ``fft2``,
-    which promotes the real input to complex and runs a full complex transform.
+    ``torch.cat([left, right], -1)`` is ``fft2(y)``. The left half is a view of ``rfft2``; the right half comes from
+    Hermitian symmetry, X[a, b] = conj(X[−a mod m, n − b]): about half the FFT work of ``fft2``, which promotes the
+    real input to complex and runs a full complex transform.
     """
     n = y.shape[-1]
-    half = torch.fft.rfft2(y)  # (…, m, n//2 + 1)
-    mirrored = torch.roll(half[..., 1:(n + 1) // 2].flip(-1, -2), 1, dims=-2).conj()
-    return torch.cat([half, mirrored], dim=-1)
+    if n % 2:
+        raise ValueError(f"real_fft2_halves needs an even last dimension, got {n}")
+    half = torch.fft.rfft2(y)  # (…, m, n/2 + 1)
+    right = torch.roll(half[..., 1:n // 2 + 1].flip(-1, -2), 1, dims=-2).conj()
+    return half[..., :n // 2], right
 
 
 def _symmetrize(phi: np.ndarray) -> np.ndarray:
@@ -103,8 +115,9 @@ def _separable_lowpass(phi: np.ndarray, k: int) -> tuple[torch.Tensor, torch.Ten
 class _Scale(nn.Module):
     """One J: kymatio's filter bank at the padded size, and the scattering of a padded input.
 
-    Each wavelet group is stored as the blocks of its k×k Fourier periodisation, (F, q, M/k, N/k), divided by k²
-    (exact: a power of two), so that ``periodize(û ⊙ ψ̂, k)`` is a sum of q block products at the output size.
+    Each wavelet group is stored as the blocks of its k×k Fourier periodisation, (F, q, M/k, N/k, 2) real (each
+    value twice, for the real and imaginary parts of û), divided by k² (exact: a power of two), so that
+    ``periodize(û ⊙ ψ̂, k)`` is a sum of q block products at the output size.
     The low-pass φ at each resolution is stored as the real matrices of :func:`_separable_lowpass`.
     """
 
@@ -131,23 +144,33 @@ class _Scale(nn.Module):
                 f, mr, nr = stack.shape
                 tiles = stack.reshape(f, k, mr // k, k, nr // k) / (k * k)
                 tiles = torch.stack([tiles[:, bi, :, bj, :] for bi, bj in blocks], dim=1)  # (F, q, m/k, n/k)
-                self.register_buffer(f"psi_{j}_{res}", tiles.to(torch.complex64).contiguous(), persistent=False)
+                tiles = tiles.unsqueeze(-1).expand(*tiles.shape, 2)  # the same factor for re and im
+                self.register_buffer(f"psi_{j}_{res}", tiles.contiguous(), persistent=False)
 
-    def filter_periodize(self, u_hat: torch.Tensor, j: int, res: int) -> torch.Tensor:
-        """(…, m, n) complex spectrum at resolution ``res`` -> periodize(û ⊙ ψ̂_{j,θ}, 2^(j−res)): (…, L, m/k, n/k).
+    def filter_periodize(self, halves: tuple[torch.Tensor, torch.Tensor], j: int, res: int) -> torch.Tensor:
+        """Spectrum at resolution ``res`` as column halves (:func:`real_fft2_halves`), each (…, m, n/2)
+        -> periodize(û ⊙ ψ̂_{j,θ}, 2^(j−res)): (…, L, m/k, n/k) complex.
 
         The significant blocks of û are first gathered into one contiguous (…, q, m/k, n/k) tensor: products and
         fused multiply-adds on contiguous operands are several times faster than on the strided block views.
+        With k ≥ 2 each block lies in one half (n/k divides n/2).
         """
         k = 2 ** (j - res)
-        tiles = getattr(self, f"psi_{j}_{res}")  # (L, q, m/k, n/k); complex: complex × real products are slower
-        *lead, m, n = u_hat.shape
-        u = u_hat.reshape(*lead, k, m // k, k, n // k)
-        u = torch.stack([u[..., bi, :, bj, :] for bi, bj in self.psi_blocks[(j, res)]], dim=-3).unsqueeze(-4)
-        acc = u[..., 0, :, :] * tiles[:, 0]
+        tiles = getattr(self, f"psi_{j}_{res}")  # (L, q, m/k, n/k, 2) real
+        left, right = halves
+        if k == 1:
+            u = torch.cat([left, right], dim=-1).unsqueeze(-3)
+        else:
+            *lead, m, w = left.shape
+            half_k = k // 2
+            views = [h.reshape(*lead, k, m // k, half_k, w // half_k) for h in (left, right)]
+            u = torch.stack([views[bj >= half_k][..., bi, :, bj % half_k, :] for bi, bj in self.psi_blocks[(j, res)]],
+                            dim=-3)
+        u = torch.view_as_real(u).unsqueeze(-5)  # (…, 1, q, m/k, n/k, 2)
+        acc = u[..., 0, :, :, :] * tiles[:, 0]
         for q in range(1, tiles.shape[1]):
-            acc.addcmul_(u[..., q, :, :], tiles[:, q])
-        return acc
+            acc.addcmul_(u[..., q, :, :, :], tiles[:, q])
+        return torch.view_as_complex(acc)
 
     def lowpass(self, y: torch.Tensor, res: int) -> torch.Tensor:
         """Real (…, m, n) at resolution ``res`` -> φ_J low-pass at 2^J, unpadded (…, h, w): Σ_r A_r y B_rᵀ."""
@@ -162,7 +185,7 @@ class _Scale(nn.Module):
         """Padded (B, M, N) float32 -> (B, K_J, h, w) in kymatio's coefficient order."""
         J = self.J
         batch = xp.shape[0]
-        x_hat = real_fft2(xp)
+        x_hat = real_fft2_halves(xp)
         out = [self.lowpass(xp, 0).unsqueeze(1)]
         second: list[torch.Tensor] = []
         for j1 in range(J):
@@ -170,7 +193,7 @@ class _Scale(nn.Module):
             out.append(self.lowpass(u1, j1))
             if self.max_order < 2 or j1 == J - 1:
                 continue
-            u1_hat = real_fft2(u1)
+            u1_hat = real_fft2_halves(u1)
             per_j2 = []
             for j2 in range(j1 + 1, J):
                 u2 = modulus(torch.fft.ifft2(self.filter_periodize(u1_hat, j2, j1)))  # (B, L, L, m2, n2)
@@ -185,13 +208,13 @@ class MultiScaleScattering(nn.Module):
     Input (B, H, W) or (B, C, H, W) float32 (or the padded size with ``pre_pad=True``, one J only); output a
     list, one tensor per J in the order given, each (B, C, K_J, H/2^J, W/2^J) — (B, K_J, …) for 3-D input, as
     kymatio — with K_J = :func:`scattering_channels` in kymatio's order: order 0, then (j1, θ1), then
-    (j1, θ1, j2, θ2) with j2 > j1. ``chunk_size`` images are processed at a time to bound memory
-    (about 13 MB per image at J = 4, 128²); 8 was the fastest of 4, 8, 16 on the 2-core development CPU (its largest
-    intermediate, 26 MB, is under glibc's 32 MB maximum mmap threshold: a plausible reason, not verified).
+    (j1, θ1, j2, θ2) with j2 > j1. ``chunk_size`` images are processed at a time to bound memory (about 13 MB per
+    image at J = 4, 128²); None picks :data:`CPU_CHUNK` on the CPU and :data:`GPU_CHUNK` on other devices, 0 takes
+    the whole batch at once.
     """
 
     def __init__(self, J: Sequence[int] | int = (2, 3, 4), L: int = 8, shape: tuple[int, int] = (128, 128),
-                 max_order: int = 2, pre_pad: bool = False, chunk_size: int = 8) -> None:
+                 max_order: int = 2, pre_pad: bool = False, chunk_size: int | None = None) -> None:
         super().__init__()
         self.J = (int(J),) if isinstance(J, int) else tuple(int(j) for j in J)
         self.L, self.shape, self.max_order = L, tuple(int(s) for s in shape), max_order
@@ -220,7 +243,10 @@ class MultiScaleScattering(nn.Module):
             raise ValueError(f"scattering: expected spatial size {tuple(expected)}, got {tuple(x.shape[-2:])}")
         lead = x.shape[:-2]
         flat = x.reshape(-1, *x.shape[-2:]).float()
-        chunk = self.chunk_size or flat.shape[0]
+        chunk = self.chunk_size
+        if chunk is None:
+            chunk = CPU_CHUNK if flat.device.type == "cpu" else GPU_CHUNK
+        chunk = chunk or flat.shape[0]
         outs: list[list[torch.Tensor]] = [[] for _ in self.J]
         for start in range(0, max(flat.shape[0], 1), max(chunk, 1)):
             part = flat[start:start + chunk]
