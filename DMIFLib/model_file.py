@@ -53,6 +53,13 @@ class LoadedModel:
     package_version: str = __version__
     path: Path | None = None
 
+    def __post_init__(self) -> None:
+        # Channels-last (NHWC) weights make oneDNN keep the feature maps in NHWC: prediction with the paper-size
+        # nets is about 20 % faster on CPU (docs/performance.md); values equal to float32 rounding. The state dict
+        # keeps its names and shapes, so saving and loading are unchanged.
+        for net in self.nets.values():
+            net.to(memory_format=torch.channels_last)
+
     @property
     def net(self) -> nn.Module:
         """The multimodal (fused) net."""

@@ -1,5 +1,7 @@
 """The model file: round trip, plain weights_only content, and clear errors for bad files."""
 
+import copy
+
 import pytest
 import torch
 
@@ -38,6 +40,23 @@ def test_round_trip_keeps_weights_and_metadata(tmp_path):
     with torch.no_grad():
         assert torch.allclose(loaded.net(x), model.net(x))
         assert torch.allclose(loaded.nets["t2w"](x[:, 1:]), model.nets["t2w"](x[:, 1:]))
+
+
+def test_prediction_runs_channels_last_with_the_same_values():
+    reference = {name: copy.deepcopy(net).to(memory_format=torch.contiguous_format)
+                 for name, net in tiny_model().nets.items()}
+    assert all(m.weight.is_contiguous() for net in reference.values() for m in net.modules()
+               if isinstance(m, torch.nn.Conv2d))
+    model = LoadedModel(nets={name: copy.deepcopy(net) for name, net in reference.items()}, modalities=MODALITIES,
+                        marker="m", settings=PreprocessSettings(slice_size=32),
+                        cutoff=0.5, device=torch.device("cpu"))
+    convs = [m for net in model.nets.values() for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    assert not all(c.weight.is_contiguous() for c in convs)
+    x = torch.randn(3, 2, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.net(x), reference[FUSED](x), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(model.nets["t1c"](x[:, :1]), reference["t1c"](x[:, :1]), rtol=1e-5, atol=1e-6)
 
 
 def test_missing_file(tmp_path):

@@ -54,6 +54,15 @@ def test_chunking_and_three_dim_input_follow_kymatio_layout(images: torch.Tensor
     torch.testing.assert_close(flat, whole[:, 0])
 
 
+def test_channels_last_conversion_leaves_the_scattering_alone(images: torch.Tensor) -> None:
+    """Module.to(memory_format=channels_last) on a net holding the scattering (as users do for convs) changes
+    nothing in it: its filter buffers are not 4-D, so they keep their layout."""
+    plain = MultiScaleScattering(J=(2, 3))
+    converted = MultiScaleScattering(J=(2, 3)).to(memory_format=torch.channels_last)
+    for a, b in zip(plain(images), converted(images), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_first_order_only_is_the_prefix(images: torch.Tensor) -> None:
     first = MultiScaleScattering(J=(3,), max_order=1)(images)[0]
     both = MultiScaleScattering(J=(3,), max_order=2)(images)[0]

@@ -116,8 +116,8 @@ class _Scale(nn.Module):
     """One J: kymatio's filter bank at the padded size, and the scattering of a padded input.
 
     Each wavelet group is stored as the blocks of its k×k Fourier periodisation, (F, q, M/k, N/k, 2) real (each
-    value twice, for the real and imaginary parts of û), divided by k² (exact: a power of two), so that
-    ``periodize(û ⊙ ψ̂, k)`` is a sum of q block products at the output size.
+    value twice, for the real and imaginary parts of û; kept flattened to 3-D), divided by k² (exact: a power of
+    two), so that ``periodize(û ⊙ ψ̂, k)`` is a sum of q block products at the output size.
     The low-pass φ at each resolution is stored as the real matrices of :func:`_separable_lowpass`.
     """
 
@@ -145,7 +145,9 @@ class _Scale(nn.Module):
                 tiles = stack.reshape(f, k, mr // k, k, nr // k) / (k * k)
                 tiles = torch.stack([tiles[:, bi, :, bj, :] for bi, bj in blocks], dim=1)  # (F, q, m/k, n/k)
                 tiles = tiles.unsqueeze(-1).expand(*tiles.shape, 2)  # the same factor for re and im
-                self.register_buffer(f"psi_{j}_{res}", tiles.contiguous(), persistent=False)
+                # Stored flat, (F, q, m/k · n/k · 2): a 3-D buffer is left alone by Module.to(memory_format=...).
+                self.register_buffer(f"psi_{j}_{res}", tiles.reshape(f, len(blocks), -1).contiguous(),
+                                     persistent=False)
 
     def filter_periodize(self, halves: tuple[torch.Tensor, torch.Tensor], j: int, res: int) -> torch.Tensor:
         """Spectrum at resolution ``res`` as column halves (:func:`real_fft2_halves`), each (…, m, n/2)
@@ -156,7 +158,7 @@ class _Scale(nn.Module):
         With k ≥ 2 each block lies in one half (n/k divides n/2).
         """
         k = 2 ** (j - res)
-        tiles = getattr(self, f"psi_{j}_{res}")  # (L, q, m/k, n/k, 2) real
+        tiles = getattr(self, f"psi_{j}_{res}")  # (L, q, m/k · n/k · 2) real
         left, right = halves
         if k == 1:
             u = torch.cat([left, right], dim=-1).unsqueeze(-3)
@@ -167,6 +169,7 @@ class _Scale(nn.Module):
             u = torch.stack([views[bj >= half_k][..., bi, :, bj % half_k, :] for bi, bj in self.psi_blocks[(j, res)]],
                             dim=-3)
         u = torch.view_as_real(u).unsqueeze(-5)  # (…, 1, q, m/k, n/k, 2)
+        tiles = tiles.view(*tiles.shape[:2], *u.shape[-3:])  # (L, q, m/k, n/k, 2)
         acc = u[..., 0, :, :, :] * tiles[:, 0]
         for q in range(1, tiles.shape[1]):
             acc.addcmul_(u[..., q, :, :, :], tiles[:, q])
