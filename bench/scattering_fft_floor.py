@@ -18,7 +18,7 @@ import argparse
 import torch
 
 from DMIFLib.scattering import KymatioMultiScaleScattering, MultiScaleScattering
-from DMIFLib.scattering.benchmark import median_time, synthetic_slices
+from DMIFLib.scattering.benchmark import alternating_median_times, synthetic_slices
 
 
 def record_fft_calls(module: torch.nn.Module, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
@@ -62,9 +62,8 @@ def main() -> None:
     points = sum(t.numel() for _, t in calls)
     with torch.no_grad():
         cpu = torch.device("cpu")
-        t_ours = median_time(lambda: ours(x), args.repeats, cpu)
-        t_fft = median_time(replay, args.repeats, cpu)
-        t_ref = median_time(lambda: kymatio(x), max(1, args.repeats // 2), cpu)
+        t_ours, t_fft, t_ref = alternating_median_times([lambda: ours(x), replay, lambda: kymatio(x)], args.repeats,
+                                                        cpu)
     print(f"threads {args.threads}, torch {torch.__version__}, batch {batch}, J = 2, 3, 4, 128x128")
     print(f"FFT calls per batch: {len(calls)}, {points / batch / 1e6:.2f} M input points per image")
     print(f"MultiScaleScattering      {batch / t_ours:7.1f} images/s   ({t_ours:.3f} s)")
