@@ -1,5 +1,5 @@
 """``python -m DMIFLib`` is the ``dmif`` command."""
 
-from DMIFLib.cli import main
+from DMIFLib.cli import entry_point
 
-raise SystemExit(main())
+entry_point()

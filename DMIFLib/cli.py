@@ -37,6 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def entry_point() -> None:
+    """The installed ``dmif`` script and ``python -m DMIFLib``: :func:`main` in a process of its own, whose
+    allocator is tuned for large arrays (:mod:`DMIFLib.allocator`)."""
+    from DMIFLib.allocator import tune_allocator
+
+    tune_allocator()
+    raise SystemExit(main())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:

@@ -116,4 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from DMIFLib.allocator import tune_allocator
+
+    tune_allocator()
     raise SystemExit(main())

@@ -5,7 +5,9 @@
 
 import sys
 
+from DMIFLib.allocator import tune_allocator
 from DMIFLib.cli import main
 
 if __name__ == "__main__":
+    tune_allocator()  # as the dmif command does
     sys.exit(main(["bench", *sys.argv[1:]]))

@@ -180,6 +180,9 @@ def _inference_child(preset: str, device: str, threads: int, repeats: int) -> No
     """Run in a fresh process: build a T1C+T2W model, predict one 15-slice patient; print JSON."""
     import numpy as np
 
+    from DMIFLib.allocator import tune_allocator
+
+    tuned = tune_allocator()  # as `dmif predict` and the worker do
     torch.set_num_threads(threads)
     rss_start = peak_rss_gb()
     start = time.perf_counter()
@@ -212,7 +215,8 @@ def _inference_child(preset: str, device: str, threads: int, repeats: int) -> No
         times.append(time.perf_counter() - start)
     peak_gb = peak_rss_gb()
     print(json.dumps({"preset": preset, "build_s": build_s, "first_s": first_s, "patient_s": statistics.median(times),
-                      "peak_rss_gb": peak_gb, "rss_at_start_gb": rss_start}))
+                      "peak_rss_gb": peak_gb, "rss_at_start_gb": rss_start,
+                      "allocator_tuned": tuned}))
 
 
 def inference_figures(preset: str, device: torch.device, threads: int, repeats: int = 5) -> dict:
@@ -234,13 +238,15 @@ def run_benchmark(device: str = "cpu", threads: int | None = None, slices: int =
                   presets: tuple[str, ...] = ("quick", "paper"), epoch_preset: str = "quick",
                   progress: Callable[[str], None] | None = None) -> dict:
     """All figures as a dict (see :func:`format_table`)."""
+    from DMIFLib.allocator import allocator_tuned
     from DMIFLib.training.device import resolve_device
 
     dev = resolve_device(device)
     threads = threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     say = progress or (lambda message: None)
-    results: dict = {"device": str(dev), "threads": threads, "torch": torch.__version__}
+    results: dict = {"device": str(dev), "threads": threads, "torch": torch.__version__,
+                     "allocator_tuned": allocator_tuned()}
     say("scattering throughput (ours vs kymatio)...")
     results["scattering"] = scattering_throughput(dev, repeats=repeats)
     say(f"MI-Net stage-1 epoch on {slices} slices, on the fly vs cached...")
@@ -273,11 +279,14 @@ def format_table(r: dict) -> str:
             ("  peak RSS of the prediction process", f"{i['peak_rss_gb']:.2f} GB",
              f"≤ {TARGETS['inference_rss_gb']} GB"),
             ("  (model built and loaded once, as in a batch run)", "", ""),
+            ("  glibc malloc thresholds (DMIFLib.allocator)", "tuned" if i.get("allocator_tuned") else "default",
+             ""),
             ("  model build / first patient incl. build", f"{i['build_s']:.1f} s / {i['build_s'] + i['first_s']:.2f} s",
              ""),
         ]
     width = max(len(a) for a, _, _ in rows)
-    head = f"dmif bench — device {r['device']}, {r['threads']} threads, torch {r['torch']}"
+    malloc = "tuned" if r.get("allocator_tuned") else "default"
+    head = f"dmif bench — device {r['device']}, {r['threads']} threads, torch {r['torch']}, glibc malloc {malloc}"
     lines = [head, "-" * len(head)]
     lines += [f"{a:<{width}}  {b:>22}  {c}" for a, b, c in rows]
     return "\n".join(lines)
