@@ -3,7 +3,7 @@
 By default glibc serves large blocks with fresh ``mmap`` pages (its threshold adapts, up to 32 MB) and trims the
 heap top when more than twice that threshold is free. The scattering and the convolutions allocate and free
 blocks of 1–30 MB hundreds of times per batch, so many of them are page-faulted in and zeroed by the kernel again
-and again: 14 000–78 000 minor faults per 64-image scattering, none with fixed thresholds. Fixed, per-patient
+and again: up to 89 000 minor faults per 64-image scattering, about none with fixed thresholds. Fixed, per-patient
 prediction takes 16–28 % less time with the same peak RSS (docs/performance.md). The process keeps up to
 ``TRIM_THRESHOLD_BYTES`` of freed memory instead of returning it, which suits a batch process, not an
 application's process: Slicer's own process is never tuned.
