@@ -105,6 +105,9 @@ def test_bad_input_is_refused() -> None:
         MultiScaleScattering(J=(6,), shape=(32, 32))
     with pytest.raises(ValueError, match="single padded size"):
         MultiScaleScattering(J=(2, 3), shape=(32, 32), pre_pad=True)
+    for scales in ((0,), (2, 0), ()):
+        with pytest.raises(ValueError, match="at least 1"):
+            MultiScaleScattering(J=scales, shape=(32, 32))
 
 
 @pytest.mark.gpu

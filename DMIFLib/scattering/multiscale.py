@@ -225,6 +225,8 @@ class MultiScaleScattering(nn.Module):
         if max_order not in (1, 2):
             raise ValueError(f"max_order must be 1 or 2, got {max_order}")
         M, N = self.shape
+        if not self.J or min(self.J) < 1:
+            raise ValueError(f"scattering: every J must be at least 1, got J={self.J}")
         if any(2**j > M or 2**j > N for j in self.J):
             raise ValueError(f"scattering: every 2^J must fit in the input shape {self.shape}, got J={self.J}")
         self.padded = [compute_padding(M, N, j) for j in self.J]
