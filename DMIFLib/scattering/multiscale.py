@@ -19,7 +19,7 @@ reflect padding and the same Fourier-domain periodisation for subsampling. What 
   periodisation blocks are gathered from the two halves without assembling the full spectrum;
 * the block products run on the real view of the spectra, against filters stored real with each value twice
   (re, im): a real fused multiply-add instead of a complex product with a zero imaginary part;
-* images are processed in chunks that keep the intermediate arrays cache-sized.
+* images are processed in chunks that keep the intermediate arrays small.
 
 What the scales can share: kymatio pads each J by 2^J pixels (reflect), so the Fourier grids differ per J
 (136², 144², 160² for 128² input at J = 2, 3, 4) and each J's filters are sampled on its own grid: no FFT and no
@@ -44,9 +44,11 @@ from DMIFLib.scattering.kymatio_reference import scattering_channels
 # rounding (the tests compare with kymatio at rtol 1e-5).
 FILTER_TOLERANCE = 1e-7
 
-# Images per chunk. CPU: 4 was the fastest of 1, 2, 4, 6, 8, 16 on the 2-core development CPU (interleaved runs, see
-# docs/performance.md): small chunks keep each intermediate within the caches. GPU: larger kernels; 64 images take
-# about 0.85 GB at J = 4, 128² (not timed: no GPU was available to tune it).
+# Images per chunk. CPU: 4 was the fastest of 1, 2, 4, 6, 8, 16 on the 2-core development CPU with glibc's default
+# malloc (interleaved runs, docs/performance.md): its intermediates (≤ 13 MB) stay under the adaptive mmap
+# threshold, so they are reused rather than page-faulted in again; with DMIFLib.allocator's fixed thresholds 4, 8
+# and 16 are within 6 %. GPU: larger kernels; 64 images take about 0.85 GB at J = 4, 128² (not timed: no GPU was
+# available to tune it).
 CPU_CHUNK = 4
 GPU_CHUNK = 64
 
