@@ -66,7 +66,8 @@ def run_demo(out: Path, patients: int, seed: int, workers: int, device: str, sca
     _say(f"4/5 predicting the {len(test_ids)} held-out test patients")
     predictions = predict_cohort(test_csv, train_dir / "model.pt", out / "predictions", device=device)
     _say("5/5 evaluating")
-    return evaluate_predictions(predictions, test_csv, out / "evaluation")
+    # the model file carries each row's training cut-off (slice/patient × modality/fused)
+    return evaluate_predictions(predictions, test_csv, out / "evaluation", model_path=train_dir / "model.pt")
 
 
 def run(args: argparse.Namespace) -> int:
