@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 
 import numpy as np
@@ -72,6 +73,25 @@ def test_report_labels_predictions_from_cohort(tmp_path):
     page = build_report(tmp_path, cohort_csv=tmp_path / "cohort.csv").read_text(encoding="utf-8")
     assert page.count("data:image/png;base64,") == 1 and "p_fused: AUC 1.000" not in page  # legend is in the PNG
     assert "<h2>Per-patient predictions" in page
+
+
+def test_train_folder_takes_its_labels_from_the_recorded_cohort(tmp_path):
+    cohort = tmp_path / "data" / "cohort.csv"
+    cohort.parent.mkdir()
+    cohort.write_text("patient_id,t1c,roi,label\n" + "".join(f"P{i},a.nii.gz,b.nii.gz,{i % 2}\n" for i in range(6)),
+                      encoding="utf-8")
+    run = tmp_path / "run"
+    run.mkdir()
+    write_tsv(run / "predictions.tsv",
+              [{"patient_id": f"P{i}", "p_t1c": 0.1 + 0.15 * i, "p_fused": 0.2 + 0.1 * (i % 2), "prediction": i % 2,
+                "cutoff": 0.5, "n_slices": 3} for i in range(6)],
+              ("patient_id", "p_t1c", "p_fused", "prediction", "cutoff", "n_slices"))
+    (run / "run.json").write_text(json.dumps({"cohort": str(cohort.resolve()), "preset": "quick"}), encoding="utf-8")
+    page = build_report(run).read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") == 1 and f"labels from {cohort.resolve()}" in page
+    cohort.unlink()  # the recorded cohort is gone: no labels, no error
+    page = build_report(run).read_text(encoding="utf-8")
+    assert "no labelled scores" in page
 
 
 def test_ci_pivot():

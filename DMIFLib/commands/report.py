@@ -11,7 +11,8 @@ HELP = "write a self-contained HTML report for a `dmif train` / `dmif compare` /
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", dest="run_dir", required=True, help="the run's output folder")
     parser.add_argument("--out", default=None, help="HTML file to write (default: RUN/report.html)")
-    parser.add_argument("--cohort", default=None, help="cohort CSV with labels, for ROC curves of predictions.tsv")
+    parser.add_argument("--cohort", default=None, help="cohort CSV with labels, for ROC curves of predictions.tsv "
+                        "(default: the cohort a `dmif train` folder recorded in its run.json)")
 
 
 def run(args: argparse.Namespace) -> int:

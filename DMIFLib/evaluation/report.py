@@ -132,11 +132,22 @@ def _labelled_scores(rows: Sequence[Mapping[str, str]], labels: Mapping[str, int
     return y, scores
 
 
+def recorded_cohort(run_dir: Path) -> Path | None:
+    """The cohort CSV that ``dmif train`` recorded in ``run_dir/run.json``, when that file still exists."""
+    try:
+        recorded = json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("cohort")
+    except (OSError, ValueError, AttributeError):
+        return None
+    path = Path(recorded) if isinstance(recorded, str) and recorded else None
+    return path if path is not None and path.is_file() else None
+
+
 def build_report(run_dir: str | os.PathLike, out_path: str | os.PathLike | None = None,
                  cohort_csv: str | os.PathLike | None = None) -> Path:
     """Write ``report.html`` (default: ``run_dir/report.html``) for ``run_dir``; returns its path.
 
-    ``cohort_csv`` supplies labels for a ``predictions.tsv`` that has none (ROC curves then appear).
+    ``cohort_csv`` supplies labels for a ``predictions.tsv`` that has none (ROC curves then appear); by default
+    the cohort a ``dmif train`` folder records in its run.json (:func:`recorded_cohort`).
     Raises FileNotFoundError when ``run_dir`` is not a folder.
     """
     from DMIFLib.evaluation.plots import history_figure, roc_figure, tsne_figure
@@ -146,6 +157,7 @@ def build_report(run_dir: str | os.PathLike, out_path: str | os.PathLike | None 
         raise FileNotFoundError(f"{run_dir}: run folder not found")
     out_path = Path(out_path) if out_path else run_dir / "report.html"
     labels = None
+    cohort_csv = cohort_csv or recorded_cohort(run_dir)
     if cohort_csv:
         from DMIFLib.cohort import read_cohort
 
@@ -188,6 +200,8 @@ def build_report(run_dir: str | os.PathLike, out_path: str | os.PathLike | None 
                 title = f"ROC, {level} level ({'predictions' if level == 'patient' else 'slice_predictions'}.tsv)"
                 figures.append(_img(roc_figure(data[0], named, title=title, delong_ci=level == "patient"),
                                     f"ROC {level}"))
+        if figures:
+            figures.append(f'<p class="note">labels from {html.escape(str(cohort_csv))}</p>')
     parts.append("<h2>ROC curves</h2>" + ("".join(figures) or '<p class="note">no labelled scores in this folder '
                                           "(pass --cohort to label predictions.tsv)</p>"))
     # training curves
