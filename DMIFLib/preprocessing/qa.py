@@ -1,4 +1,8 @@
-"""Quality-assurance PNGs per case: the ROI box over each modality, and a registration checkerboard."""
+"""Quality-assurance PNGs per case: the ROI box over each modality, and a registration checkerboard.
+
+Drawn on matplotlib's object-oriented ``Figure`` (rendered by the Agg canvas), not pyplot: no global backend or
+figure state, so preprocessing inside Slicer's process leaves the user's matplotlib alone.
+"""
 
 from __future__ import annotations
 
@@ -46,17 +50,15 @@ def _save(figure, path: Path) -> Path:
 def box_overlay_png(volumes: Mapping[str, sitk.Image], box: OrientedBox, path: str | os.PathLike,
                     title: str = "") -> Path:
     """PNG: for each modality (columns), the box over the three slices at its lower edge, centre and upper edge."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    from matplotlib.figure import Figure
 
     names = list(volumes)
     reference = volumes[names[0]]
     axis = slice_axis(reference)
     lo, hi = box.ijk_bounds(reference)
     rows = sorted({int(lo[axis]), int((lo[axis] + hi[axis]) // 2), int(hi[axis])})
-    figure, axes = plt.subplots(len(rows), len(names), figsize=(3.2 * len(names), 3.2 * len(rows)), squeeze=False)
+    figure = Figure(figsize=(3.2 * len(names), 3.2 * len(rows)))
+    axes = figure.subplots(len(rows), len(names), squeeze=False)
     for c, name in enumerate(names):
         for r, index in enumerate(rows):
             plane = _plane(volumes[name], axis, index)
@@ -71,15 +73,10 @@ def box_overlay_png(volumes: Mapping[str, sitk.Image], box: OrientedBox, path: s
 
 
 def _finish(figure, title: str, path: str | os.PathLike) -> Path:
-    """Title, lay out, save atomically and close a pyplot figure; returns the PNG's path."""
-    from matplotlib import pyplot as plt
-
+    """Title, lay out and save a figure atomically; returns the PNG's path."""
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
-    try:
-        return _save(figure, Path(path))
-    finally:
-        plt.close(figure)
+    return _save(figure, Path(path))
 
 
 def checkerboard_png(fixed: sitk.Image, moving_on_fixed: sitk.Image, path: str | os.PathLike, title: str = "",
@@ -87,16 +84,14 @@ def checkerboard_png(fixed: sitk.Image, moving_on_fixed: sitk.Image, path: str |
     """PNG: a checkerboard of ``fixed`` and ``moving_on_fixed`` (both on the fixed grid, each min–max windowed)
     on the middle slice; with ``moving_before`` (header geometry only) a second panel shows it before registration.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    from matplotlib.figure import Figure
 
     axis = slice_axis(fixed)
     index = fixed.GetSize()[axis] // 2
     panels = [("before registration", moving_before)] if moving_before is not None else []
     panels.append(("after registration", moving_on_fixed))
-    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 5), squeeze=False)
+    figure = Figure(figsize=(5 * len(panels), 5))
+    axes = figure.subplots(1, len(panels), squeeze=False)
     a = _plane(fixed, axis, index).astype(float)
     low, high = _window(a)
     a = np.clip((a - low) / (high - low), 0, 1)
