@@ -92,6 +92,10 @@ def test_train_folder_takes_its_labels_from_the_recorded_cohort(tmp_path):
     cohort.unlink()  # the recorded cohort is gone: no labels, no error
     page = build_report(run).read_text(encoding="utf-8")
     assert "no labelled scores" in page
+    rows = [{"patient_id": f"P{i}", "label": i % 2, "p_fused": 0.2 + 0.1 * (i % 2)} for i in range(6)]
+    write_tsv(run / "predictions.tsv", rows, ("patient_id", "label", "p_fused"))  # labels of its own
+    page = build_report(run).read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") == 1 and "labels from" not in page
 
 
 def test_ci_pivot():

@@ -193,14 +193,16 @@ def build_report(run_dir: str | os.PathLike, out_path: str | os.PathLike | None 
         from DMIFLib.evaluation.evaluate import model_name
 
         slice_rows = tsv("slice_predictions.tsv")
+        labelled_by_cohort = False
         for rows, level in ((predictions, "patient"), (slice_rows, "slice")):
             if (data := _labelled_scores(rows, labels)) is not None:
+                labelled_by_cohort |= "label" not in rows[0]
                 n_mod = len([c for c in data[1] if c.startswith("p_") and c != "p_fused"])
                 named = {model_name(c, n_mod) if c.startswith("p_") else c: s for c, s in data[1].items()}
                 title = f"ROC, {level} level ({'predictions' if level == 'patient' else 'slice_predictions'}.tsv)"
                 figures.append(_img(roc_figure(data[0], named, title=title, delong_ci=level == "patient"),
                                     f"ROC {level}"))
-        if figures:
+        if labelled_by_cohort:
             figures.append(f'<p class="note">labels from {html.escape(str(cohort_csv))}</p>')
     parts.append("<h2>ROC curves</h2>" + ("".join(figures) or '<p class="note">no labelled scores in this folder '
                                           "(pass --cohort to label predictions.tsv)</p>"))
