@@ -3,6 +3,7 @@
 Each case runs in a fresh Python process: the settings are process-wide and must not leak into pytest's.
 """
 
+import json
 import os
 import platform
 import subprocess
@@ -33,8 +34,6 @@ print(json.dumps({"tuned": tuned, "reported": allocator_tuned(), "faults": fault
 
 
 def probe(mode: str, **env: str) -> dict:
-    import json
-
     environment = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "DMIF_DEFAULT_MALLOC")}
     environment.update(env)
     done = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, env=environment,
@@ -58,6 +57,6 @@ def test_the_user_setting_wins(env: dict) -> None:
     assert not result["tuned"] and not result["reported"]
 
 
-def test_dmif_command_runs_through_the_tuned_entry_point() -> None:
+def test_python_m_dmiflib_runs_through_the_entry_point() -> None:
     done = subprocess.run([sys.executable, "-m", "DMIFLib", "--version"], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and "DMIFLib" in done.stdout
