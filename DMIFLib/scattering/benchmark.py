@@ -57,12 +57,6 @@ def _timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def median_time(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    """Median wall time of ``fn`` over ``repeats`` runs after one warm-up (CUDA synchronised)."""
-    _timed(fn, device)
-    return statistics.median(_timed(fn, device) for _ in range(repeats))
-
-
 def alternating_median_times(fns: Sequence[Callable[[], object]], repeats: int, device: torch.device) -> list[float]:
     """Median wall time of each of ``fns``, run in turn ``repeats`` times after one warm-up each.
 
