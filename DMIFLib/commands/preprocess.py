@@ -12,9 +12,19 @@ HELP = "preprocess a cohort (registration to T1C, N4, skull stripping, z-score) 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--cohort", help="cohort.csv (patient_id, t1c, t2w[, flair], roi, ...)")
-    source.add_argument("--tcia", metavar="DIR", help="a TCIA LGG-1p19qDeletion download (one folder per patient)")
+    source.add_argument("--tcia", metavar="DIR",
+                        help="a TCIA LGG-1p19qDeletion download in any form (NBIA/TCIA retriever DICOM with the "
+                             "SEG, 2017 DOI/ or NiFTiSegmentationsEdited/; searched recursively)")
     source.add_argument("--brats", metavar="DIR", help="BraTS-style case folders (<case>/<case>_t1ce.nii.gz, ...)")
-    parser.add_argument("--labels", help="with --tcia/--brats: CSV of 1p/19q codes (Filename, 1p/19q) or 0/1")
+    parser.add_argument("--labels", metavar="FILE",
+                        help="with --tcia/--brats: label sheet, .xlsx or CSV (any delimiter/encoding), e.g. "
+                             "TCIA_LGG_cases_159.xlsx (Filename, 1p/19q = d/d or n/n)")
+    parser.add_argument("--label-column", metavar="C", help="the sheet's label column (default: label or 1p/19q)")
+    parser.add_argument("--id-column", metavar="C",
+                        help="the sheet's patient id column (default: patient_id, Filename, ID, ...)")
+    parser.add_argument("--label-map", metavar="V=L,...",
+                        help='label values to 0/1 or skip, added to the defaults (d/d=1, n/n=0, co-deletion=1, '
+                             'relative co-deletion=1, intact=0, unknown=skip), e.g. "d/d=1,n/n=0"')
     parser.add_argument("--adapt-only", action="store_true",
                         help="with --tcia/--brats: only write OUT/source_cohort.csv, do not preprocess")
     parser.add_argument("--out", required=True, help="output folder: cohort.csv, failures.tsv, cases/<patient>/")
@@ -36,6 +46,42 @@ def _progress_bar(event: dict) -> None:
     status = event["status"] + (f": {event['problem']}" if event.get("problem") else "")
     print(f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {event['patient_id']} {status}",
           file=sys.stderr, flush=True)
+
+
+def _adapt(args: argparse.Namespace, out_dir):
+    """``--tcia``/``--brats``: find the cases, label them from ``--labels``, write ``OUT/source_cohort.csv``.
+
+    Prints one line per skipped case and the sheet/disk id mismatches on stderr; returns the CSV path.
+    """
+    from DMIFLib.cohort import CohortError, write_cohort
+    from DMIFLib.datasets.label_sheet import apply_labels, parse_label_map, read_label_sheet
+
+    sheet = None
+    if args.labels:
+        value_map = parse_label_map(args.label_map) if args.label_map else None
+        sheet = read_label_sheet(args.labels, args.label_column, args.id_column, value_map)
+    elif args.label_column or args.id_column or args.label_map:
+        raise CohortError("--label-column, --id-column and --label-map go with --labels FILE")
+    if args.tcia:
+        from DMIFLib.datasets.tcia import tcia_cases
+
+        cases, skipped = tcia_cases(args.tcia, out_dir / "source_images")
+    else:
+        from DMIFLib.preprocessing.adapters import brats_cases
+
+        cases, skipped = brats_cases(args.brats)
+    if sheet is not None:
+        report = apply_labels(cases, sheet)
+        cases, skipped = report.cases, skipped + report.skipped
+        if report.sheet_only:
+            print(f"dmif preprocess: {len(report.sheet_only)} id(s) in {sheet.path.name} have no case on disk: "
+                  f"{', '.join(report.sheet_only)}", file=sys.stderr)
+        if not cases:
+            raise CohortError(f"{sheet.path}: no case on disk has a usable label ({len(report.disk_only)} case(s) "
+                              f"not in the sheet, e.g. {', '.join(report.disk_only[:3])})")
+    for reason in skipped:
+        print(f"dmif preprocess: skipped {reason}", file=sys.stderr)
+    return write_cohort(cases, out_dir / "source_cohort.csv")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,19 +110,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     cohort_csv = args.cohort
     if cohort_csv is None:
-        from DMIFLib.preprocessing.adapters import brats_cohort, tcia_lgg_1p19q_cohort
-
         try:
-            if args.tcia:
-                cohort_csv, skipped = tcia_lgg_1p19q_cohort(args.tcia, Path(args.out) / "source_cohort.csv",
-                                                            args.labels)
-            else:
-                cohort_csv, skipped = brats_cohort(args.brats, Path(args.out) / "source_cohort.csv", args.labels)
+            cohort_csv = _adapt(args, Path(args.out))
         except (CohortError, OSError) as error:
             print(f"dmif preprocess: {error}", file=sys.stderr)
             return 2
-        for reason in skipped:
-            print(f"dmif preprocess: skipped {reason}", file=sys.stderr)
         print(cohort_csv)
         if args.adapt_only:
             return 0

@@ -38,7 +38,8 @@ from DMIFLib.preprocessing.io import read_image, write_image
 from DMIFLib.preprocessing.pipeline import is_preprocessed, preprocess_volumes, read_case_images
 from DMIFLib.preprocessing.provenance import cache_key, file_sha256, package_versions
 from DMIFLib.preprocessing.qa import box_overlay_png, checkerboard_png
-from DMIFLib.preprocessing.roi import load_roi
+from DMIFLib.preprocessing.roi import OrientedBox, load_roi
+from DMIFLib.preprocessing.roi_space import ROI_SPACE_COLUMN, label_on_reference, roi_space
 from DMIFLib.preprocessing.settings import PreprocessSettings
 
 FAILURE_COLUMNS = ("patient_id", "file", "problem")
@@ -110,7 +111,7 @@ def output_case(case: CohortCase, case_dir: Path, provenance: dict) -> CohortCas
         patient_id=case.patient_id, roi=roi, label=case.label, split=case.split,
         images={m: case_dir / f"{m}.nii.gz" for m in case.modalities if f"{m}.nii.gz" in outputs},
         brain_mask=case_dir / "brain_mask.nii.gz",
-        extra={**case.extra, "preprocessed": "1",
+        extra={**{k: v for k, v in case.extra.items() if k != ROI_SPACE_COLUMN}, "preprocessed": "1",
                "provenance": os.path.relpath(case_dir / "provenance.json", case_dir.parent.parent)})
 
 
@@ -126,7 +127,13 @@ def preprocess_case(case: CohortCase, out_dir: str | os.PathLike, settings: Prep
                                  case=case.patient_id)
     case_dir = Path(out_dir) / "cases" / case_folder_name(case.patient_id)
     hashes = _hash_inputs(case)
-    key = cache_key(hashes, case.roi if case.roi_is_inline() else "", settings.to_dict(), backend.name)
+    reference_name = next(iter(case.modalities)) if "t1c" not in case.images else "t1c"
+    try:
+        space = roi_space(case, reference_name)
+    except ValueError as error:
+        raise PreprocessingError(str(error), case=case.patient_id) from None
+    roi_key = case.roi if case.roi_is_inline() else (f"{ROI_SPACE_COLUMN}:{space}" if space else "")
+    key = cache_key(hashes, roi_key, settings.to_dict(), backend.name)
     cached = _cached(case_dir, key)
     if cached is not None:
         return {**cached, "status": "cached"}
@@ -136,11 +143,20 @@ def preprocess_case(case: CohortCase, out_dir: str | os.PathLike, settings: Prep
     mask = None
     if case.brain_mask is not None:
         mask = read_image(case.brain_mask, what="brain mask", case=case.patient_id)
-    reference_name = next(iter(images)) if "t1c" not in images else "t1c"
     box = load_roi(case.roi, images[reference_name], settings.margin_mm, case=case.patient_id)
     lo, hi = box.ijk_bounds(images[reference_name])  # an ROI outside the image fails here, before the work
     read_s = time.perf_counter() - start
     prepared = preprocess_volumes(images, settings, mask, backend, case.patient_id)
+    carried = None
+    if space is not None:  # the label lies on another modality's grid: carry it through its registration
+        registration = prepared.registrations.get(space)
+        carried = label_on_reference(read_image(case.roi, what="ROI label", case=case.patient_id),
+                                     prepared.volumes[prepared.reference], registration and registration.transform)
+        try:
+            box = OrientedBox.from_label(carried, settings.margin_mm, file=case.roi)
+        except PreprocessingError as error:
+            raise error.with_case(case.patient_id) from None
+        lo, hi = box.ijk_bounds(prepared.volumes[prepared.reference])
     case_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".tmp-{case_dir.name}-", dir=case_dir.parent))
     try:
@@ -156,8 +172,11 @@ def preprocess_case(case: CohortCase, out_dir: str | os.PathLike, settings: Prep
             outputs.append(f"{name}_to_{prepared.reference}.tfm")
         roi_file = None
         if not case.roi_is_inline():
-            roi_file = f"roi{_roi_suffix(Path(case.roi))}"
-            shutil.copyfile(case.roi, tmp_dir / roi_file)
+            roi_file = f"roi{_roi_suffix(Path(case.roi))}" if carried is None else "roi.nii.gz"
+            if carried is None:
+                shutil.copyfile(case.roi, tmp_dir / roi_file)
+            else:
+                write_image(carried, tmp_dir / roi_file)
             outputs.append(roi_file)
         write_s = time.perf_counter() - start
         start = time.perf_counter()

@@ -20,6 +20,7 @@ from DMIFLib.preprocessing.errors import PreprocessingError
 from DMIFLib.preprocessing.io import read_image
 from DMIFLib.preprocessing.normalize import foreground_mask, zscore
 from DMIFLib.preprocessing.roi import OrientedBox, load_roi
+from DMIFLib.preprocessing.roi_space import label_on_reference, roi_space
 from DMIFLib.preprocessing.settings import PreprocessSettings
 from DMIFLib.preprocessing.skull_strip import check_mask
 from DMIFLib.preprocessing.slices import SliceStack, extract_slices
@@ -206,5 +207,15 @@ def case_slices(case: CohortCase, settings: PreprocessSettings, backend: Preproc
     if case.brain_mask is not None:
         mask = read_image(case.brain_mask, what="brain mask", case=case.patient_id)
     reference_name = REFERENCE_MODALITY if REFERENCE_MODALITY in images else _ordered(images)[0]
+    try:
+        space = roi_space(case, reference_name)
+    except ValueError as error:
+        raise PreprocessingError(str(error), case=case.patient_id) from None
+    if space is not None:  # a label drawn on another modality: carried through that modality's registration
+        prepared = preprocess_volumes(images, settings, mask, backend, case.patient_id)
+        label = label_on_reference(read_image(case.roi, what="ROI label", case=case.patient_id),
+                                   prepared.volumes[prepared.reference], getattr(prepared.registrations.get(space),
+                                                                                 "transform", None))
+        return slices_from_volumes(prepared.volumes, label, settings, prepared.reference, case.patient_id)
     box = load_roi(case.roi, images[reference_name], settings.margin_mm, case=case.patient_id)
     return image_slices(images, box, settings, brain_mask=mask, backend=backend, case=case.patient_id)
