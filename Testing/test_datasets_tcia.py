@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk  # noqa: N813
-from dicom_trees import write_series, write_seg
+from dicom_trees import write_seg, write_series
 from pydicom.uid import generate_uid
 
 from DMIFLib.cli import main
@@ -153,7 +153,7 @@ def test_2017_nifti_zip_with_lgg223_swapped(tmp_path):
     t2 = (rng.random((4, 16, 16)) * 900 + 1100).astype(np.int16)
     for patient, names in (("LGG-104", ("LGG-104_T1.nii.gz", "LGG-104_T2.nii.gz", "LGG-104_Segmentation.nii.gz")),
                            ("LGG-223", ("LGG-223_T1.nii.gz", "LGG-223_Segnimentation.nii.gz", "LGG-223-T2.nii.gz"))):
-        for name, array in zip(names, (t1, t2, mask)):
+        for name, array in zip(names, (t1, t2, mask), strict=True):
             write_nifti(root / patient / name, array)
     code, cases, _ = adapt(tmp_path, tmp_path)
     assert code == 0 and set(cases) == {"LGG-104", "LGG-223"}
