@@ -213,3 +213,38 @@ def test_missing_root_and_nothing_usable(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CohortError, match="no usable patient"):
         tcia_cases(tmp_path / "empty", tmp_path / "images")
+
+
+def test_seg_segment_choice_gaps_and_grid_check(tmp_path):
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    from DMIFLib.datasets.dicom_seg import seg_to_label
+    from DMIFLib.datasets.dicom_series import read_series
+    from DMIFLib.preprocessing.errors import PreprocessingError
+
+    study = generate_uid()
+    source = write_series(tmp_path / "t2", "LGG-1", study, "AX T2", T2, tr=4000, te=100)
+    files = sorted((tmp_path / "t2").iterdir())
+    grid = read_series(files)
+    masks = np.zeros((6, 64, 64, 2), dtype=bool)
+    masks[1, 5:9, 5:9, 0] = True  # segment 1: "Edema"
+    masks[(1, 4), 20:24, 30:33, 1] = True  # segment 2: "Neoplasm" on two slices with a gap
+    descriptions = [hd.seg.SegmentDescription(
+        segment_number=n, segment_label=label, segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=prop, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)
+        for n, label, prop in ((1, "Edema", codes.SCT.Edema), (2, "Neoplasm", codes.SCT.Neoplasm))]
+    seg = hd.seg.Segmentation(
+        source_images=source, pixel_array=masks, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions, series_instance_uid=generate_uid(), series_number=300,
+        sop_instance_uid=generate_uid(), instance_number=1, manufacturer="test", manufacturer_model_name="test",
+        software_versions="1", device_serial_number="1")
+    seg.save_as(tmp_path / "seg.dcm")
+    voxels = np.argwhere(sitk.GetArrayFromImage(seg_to_label(tmp_path / "seg.dcm", grid)) > 0)
+    assert len(voxels) == 24 and sorted(set(voxels[:, 0])) == [1, 4]
+    shifted = sitk.Image(grid)
+    shifted.SetOrigin(tuple(np.add(grid.GetOrigin(), (0.0, 0.0, 1.5))))  # half a slice off
+    with pytest.raises(PreprocessingError, match="does not lie on the referenced series' voxel grid"):
+        seg_to_label(tmp_path / "seg.dcm", shifted, case="LGG-1")
+    with pytest.raises(PreprocessingError, match="frame of reference"):
+        seg_to_label(tmp_path / "seg.dcm", grid, frame_of_reference_uid="1.2.3")
