@@ -137,10 +137,10 @@ def test_2017_doi_tree_dual_echo_split_and_no_seg(tmp_path, capsys):
     assert "NiFTiSegmentationsEdited.zip" in err
 
 
-def write_nifti(path: Path, array: np.ndarray) -> None:
+def write_nifti(path: Path, array: np.ndarray, spacing=(0.94, 0.94, 3.0)) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     image = sitk.GetImageFromArray(array)
-    image.SetSpacing((0.94, 0.94, 3.0))
+    image.SetSpacing(spacing)
     sitk.WriteImage(image, str(path))
 
 
@@ -155,13 +155,16 @@ def test_2017_nifti_zip_with_lgg223_swapped(tmp_path):
                            ("LGG-223", ("LGG-223_T1.nii.gz", "LGG-223_Segnimentation.nii.gz", "LGG-223-T2.nii.gz"))):
         for name, array in zip(names, (t1, t2, mask), strict=True):
             write_nifti(root / patient / name, array)
+    for name, array in (("LGG-301_T1.nii.gz", t1), ("LGG-301_T2.nii.gz", t2), ("LGG-301_Segmentation.nii.gz", mask)):
+        write_nifti(root / "LGG-301" / name, array, (1.0, 1.0, 5.0) if "T1" in name else (0.94, 0.94, 3.0))
     code, cases, _ = adapt(tmp_path, tmp_path)
-    assert code == 0 and set(cases) == {"LGG-104", "LGG-223"}
+    assert code == 0 and set(cases) == {"LGG-104", "LGG-223", "LGG-301"}
     for case in cases.values():
         assert sitk.GetArrayFromImage(read_image(case.images["t1c"])).min() >= 100
         assert sitk.GetArrayFromImage(read_image(case.images["t2w"])).min() >= 1100
         assert len(mask_voxels(Path(case.roi))) == mask.sum()
-        assert "roi_space" not in case.extra  # T1 is registered to T2 in this release: one grid
+    assert "roi_space" not in cases["LGG-104"].extra  # T1 is registered to T2 in this release: one grid
+    assert cases["LGG-301"].extra["roi_space"] == "t2w"  # a T1 on its own grid: the T2 mask is carried to it
     assert cases["LGG-223"].images["t2w"].name == "LGG-223_Segnimentation.nii.gz"
     assert cases["LGG-223"].roi.endswith("LGG-223-T2.nii.gz") and "swapped" in cases["LGG-223"].extra["note"]
 

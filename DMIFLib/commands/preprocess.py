@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from pathlib import Path
 
 HELP = "preprocess a cohort (registration to T1C, N4, skull stripping, z-score) into a folder with QA and provenance"
 
@@ -48,7 +49,7 @@ def _progress_bar(event: dict) -> None:
           file=sys.stderr, flush=True)
 
 
-def _adapt(args: argparse.Namespace, out_dir):
+def _adapt(args: argparse.Namespace, out_dir: Path) -> Path:
     """``--tcia``/``--brats``: find the cases, label them from ``--labels``, write ``OUT/source_cohort.csv``.
 
     Prints one line per skipped case and the sheet/disk id mismatches on stderr; returns the CSV path.
@@ -86,7 +87,6 @@ def _adapt(args: argparse.Namespace, out_dir):
 
 def run(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
     from DMIFLib.cohort import CohortError
     from DMIFLib.preprocessing.cohort_runner import preprocess_cohort

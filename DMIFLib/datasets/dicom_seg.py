@@ -67,7 +67,7 @@ def seg_to_label(path: str | os.PathLike, reference: sitk.Image, frame_of_refere
         volume = seg.get_volume(segment_numbers=[number], combine_segments=True, relabel=True)
     except PreprocessingError as error:
         raise PreprocessingError(error.problem, case=case, file=path) from None
-    except (ValueError, RuntimeError, AttributeError, KeyError, TypeError) as error:
+    except (ValueError, RuntimeError, AttributeError, KeyError, TypeError, NotImplementedError) as error:
         raise PreprocessingError(f"cannot read the DICOM SEG ({type(error).__name__}: {error})", case=case,
                                  file=path) from error
     seg_frame = str(volume.frame_of_reference_uid or "")

@@ -13,7 +13,8 @@ collection folder ``LGG-1p19qDeletion/``, ``DOI/`` or a single patient's folder;
 - NIfTI (2017 ``NiFTiSegmentationsEdited/<ID>/<ID>_T1.nii.gz`` = post-contrast T1 registered to T2, ``_T2``,
   ``_Segmentation``): the mask is told by content (a mask has at most :data:`MASK_MAX_VALUES` integer values), so
   swapped files such as LGG-223's (``LGG-223_Segnimentation.nii.gz`` is the T2, ``LGG-223-T2.nii.gz`` the mask) are
-  caught and noted. A patient present as NIfTI and as DICOM uses the NIfTI files (one grid, edited masks).
+  caught and noted (should a mask share the T2's grid but not the T1's, ``roi_space`` = t2w). A patient present as
+  NIfTI and as DICOM uses the NIfTI files (one grid, edited masks).
 """
 
 from __future__ import annotations
@@ -100,7 +101,18 @@ def nifti_case(folder: Path, files: list[Path]) -> CohortCase:
     extra = {}
     if _name_tag(mask, patient) != "seg" or tags[t2] != "t2":
         extra["note"] = f"files swapped: mask is {mask.name}, T2 is {t2.name} (by content)"
+    grids = {f: _grid(f) for f in (mask, t1[0], t2)}
+    if grids[mask] != grids[t1[0]] and grids[mask] == grids[t2]:
+        extra["roi_space"] = "t2w"  # the mask lies on the T2 grid only: carried to the T1C by the registration
     return CohortCase(patient, {"t1c": t1[0], "t2w": t2}, str(mask), extra=extra)
+
+
+def _grid(path: Path) -> tuple:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    return (reader.GetSize(), *(tuple(round(v, 4) for v in values) for values in
+                                (reader.GetOrigin(), reader.GetSpacing(), reader.GetDirection())))
 
 
 def _study_of(series: list[DicomSeries]) -> tuple[str, list[DicomSeries], DicomSeries] | None:
@@ -193,6 +205,8 @@ def tcia_cases(root: str | os.PathLike, image_dir: str | os.PathLike) -> tuple[l
         except (CohortError, PreprocessingError) as error:
             text = str(error)
             skipped[patient] = text if text.startswith(patient) else f"{patient}: {text}"
+        except Exception as error:  # a malformed file of one patient must not stop the others
+            skipped[patient] = f"{patient}: {type(error).__name__}: {error}"
     if not cases:
         reasons = "; ".join(list(skipped.values())[:5]) or "no DICOM series and no NIfTI files"
         raise CohortError(f"{root}: no usable patient ({reasons})")
