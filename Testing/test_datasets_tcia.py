@@ -163,7 +163,7 @@ def test_2017_nifti_zip_with_lgg223_swapped(tmp_path):
         assert sitk.GetArrayFromImage(read_image(case.images["t1c"])).min() >= 100
         assert sitk.GetArrayFromImage(read_image(case.images["t2w"])).min() >= 1100
         assert len(mask_voxels(Path(case.roi))) == mask.sum()
-    assert "roi_space" not in cases["LGG-104"].extra  # T1 is registered to T2 in this release: one grid
+    assert not cases["LGG-104"].extra["roi_space"]  # T1 is registered to T2 in this release: one grid
     assert cases["LGG-301"].extra["roi_space"] == "t2w"  # a T1 on its own grid: the T2 mask is carried to it
     assert cases["LGG-223"].images["t2w"].name == "LGG-223_Segnimentation.nii.gz"
     assert cases["LGG-223"].roi.endswith("LGG-223-T2.nii.gz") and "swapped" in cases["LGG-223"].extra["note"]
