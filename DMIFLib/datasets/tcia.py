@@ -40,6 +40,7 @@ from DMIFLib.datasets.dicom_series import (
     scan_dicom,
     series_image,
 )
+from DMIFLib.preprocessing.cohort_runner import case_folder_name
 from DMIFLib.preprocessing.errors import PreprocessingError
 from DMIFLib.preprocessing.io import write_image
 
@@ -152,14 +153,14 @@ def dicom_case(patient: str, series: list[DicomSeries], image_dir: Path) -> Coho
             listed = ", ".join(f"{s.label()} ({kinds[s.uid] or '?'})" for s in study if not s.is_seg)
             raise CohortError(f"{patient}: no T1C series (series: {listed})")
         chosen["t1c"] = native
-        extra["note"] = f"T1 series {native.label()} has no contrast mark; taken as T1C (the collection's T1 is " \
-                        "post-contrast)"
+        extra["note"] = (f"T1 series {native.label()} has no contrast mark; taken as T1C (the collection's T1 is "
+                         "post-contrast)")
         kinds[native.uid] = "t1c"
     roi_space = kinds[referenced.uid]
     if roi_space not in chosen or chosen[roi_space].uid != referenced.uid:
         raise CohortError(f"{patient}: the SEG is drawn on series {referenced.label()} ({roi_space or 'unknown'}), "
                           "which is not one of the images used")
-    case_dir = image_dir / patient
+    case_dir = image_dir / case_folder_name(patient)
     images = {m: series_image(s, m, case_dir / f"{m}.nii.gz") for m, s in chosen.items()}
     echo = max(referenced.echo_times) if len(referenced.echo_times) > 1 else None
     grid = read_series(echo_files(referenced, echo))
@@ -175,8 +176,8 @@ def tcia_cases(root: str | os.PathLike, image_dir: str | os.PathLike) -> tuple[l
     """Unlabelled cases of a TCIA LGG-1p19qDeletion download under ``root`` and one line per skipped patient.
 
     Images written for the cohort (a SEG as a label image, one echo of a dual-echo series, a series sharing its
-    folder) go to ``image_dir/<PatientID>/``. Raises :class:`CohortError` when ``root`` is missing or holds no
-    usable patient.
+    folder) go to ``image_dir/<PatientID>/`` (made file-system safe). Raises :class:`CohortError` when ``root`` is
+    missing or holds no usable patient.
     """
     root = Path(root)
     if not root.is_dir():
