@@ -157,7 +157,7 @@ def test_batch_reports_a_bad_cohort_clearly(trained_run, tmp_path, capsys):
 
     code = main(["--", str(tmp_path / "missing.csv"), str(trained_run / "model.pt"), str(tmp_path / "out")])
     error = capsys.readouterr().err
-    assert code == 1 and "missing.csv: cohort file not found" in error and "Traceback" not in error
+    assert code == 2 and "missing.csv: cohort file not found" in error and "Traceback" not in error
     assert not (tmp_path / "out" / "predictions.tsv").exists()
 
 

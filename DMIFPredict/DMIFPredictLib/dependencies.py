@@ -90,6 +90,18 @@ def missingRequirements(requirements) -> list:
     return missing
 
 
+def missingDependencies() -> list[str]:
+    """What is missing for DMIFLib, one item per package ('torch>=2.8 (installed: 2.1)'); [] when all is there."""
+    from packaging.requirements import Requirement
+
+    missing = []
+    for requirement in [Requirement("torch" + TORCH_REQUIREMENT), *loadRequirements(requirementsFile())]:
+        if missingRequirements([requirement]):
+            version = installedVersion(requirement.name)
+            missing.append(f"{requirement}" + (f" (installed: {version})" if version else ""))
+    return missing
+
+
 def constraintsText() -> str:
     """``name==version`` lines pinning the installed :data:`PROTECTED_PACKAGES` (pip ``-c`` format)."""
     lines = []
