@@ -47,8 +47,9 @@ class DMIFTrain(ScriptedLoadableModule):
             "loaded in the scene, an output folder and a preset, then click Train. Training runs in a separate "
             "process; Cancel stops it and Resume continues from the last checkpoint. At the end the test-set "
             "metrics (the paper's Table 2 columns), the training history and the ROC curve appear as tables and "
-            "plots, and the model file can be used in DMIF Predict. Research use only. Supported: 3D Slicer 5.10 "
-            'and 5.12. See the <a href="{url}">documentation</a>.').format(url=DOCUMENTATION_URL)
+            "plots, and the model file can be used in DMIF Predict. Research use only. "
+            'Supported: 3D Slicer 5.10 and 5.12. See the <a href="{url}">documentation</a>.'
+        ).format(url=DOCUMENTATION_URL)
         self.parent.acknowledgementText = _(
             "DMIF-Net: Chen et al., Journal of Software 2022. Built on 3D Slicer, PyTorch, kymatio and SimpleITK.")
 
