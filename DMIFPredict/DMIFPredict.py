@@ -252,9 +252,10 @@ class DMIFPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         except DependencyError as error:
             slicer.util.errorDisplay(str(error), windowTitle=_("DMIF Predict"))
             return
-        if self._modelModalities is None:
+        if self._modelModalities is None:  # the model could not be read before PyTorch was there
             self._readModel(askToInstall=True)
-            self.ui.statusLabel.text = _("Select the volumes the model needs, then click Apply.")
+            self.ui.statusLabel.text = _("Select the volumes the model needs, then click Apply.") \
+                if self._modelModalities is not None else self.ui.modelInfoLabel.text
             return
         with slicer.util.tryWithErrorDisplay(_("Prediction failed."), waitCursor=False):
             from DMIFLib.training.errors import RunCancelledError
