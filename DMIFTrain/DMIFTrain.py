@@ -2,19 +2,22 @@
 
 Thin Slicer module over DMIFLib: the worker is ``PythonSlicer -m DMIFLib.worker train ...`` (JSON-lines progress
 on stdout, see ``DMIFTrainLib.process``); cohort building and the result nodes are in
-``DMIFTrainLib.logic.TrainLogic`` (Qt-free, tested under slicer-core).
+``DMIFTrainLib.logic.TrainLogic`` (Qt-free, tested under slicer-core). Like DMIF Predict, it imports no DMIFLib
+at start-up, so that a Slicer older than 5.10 shows a message instead of a traceback.
 """
 
-from pathlib import Path
+import os
 from typing import Annotated
 
 import qt
 import slicer
 import vtk
+from DMIFPredictLib.dependencies import DependencyError, unsupportedSlicerMessage
 from DMIFPredictLib.logic import hasPath
 from DMIFTrainLib.logic import DEVICES, PRESETS, TrainLogic
 from slicer import vtkMRMLPlotChartNode, vtkMRMLTableNode
 from slicer.i18n import tr as _
+from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -24,33 +27,41 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+DOCUMENTATION_URL = "https://github.com/dmif-slicer/SlicerDMIF/blob/main/docs/slicer.md"
+
+PATH_PARAMETERS = (("cohortPathLineEdit", "cohortPath", True), ("outputFolderLineEdit", "outputFolder", False))
+"""(path widget, parameter, must be an existing file): ctkPathLineEdit emits currentPathChanged only for text
+its filter accepts (a cleared path would be missed), so these paths are kept in the parameter node by hand."""
+
 
 class DMIFTrain(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("DMIF Train")
-        self.parent.categories = [_("Machine Learning")]
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Quantification")]
         self.parent.dependencies = ["DMIFPredict"]  # shares its dependency installer
-        self.parent.contributors = ["DMIF for 3D Slicer contributors"]
+        self.parent.contributors = ["DMIF for 3D Slicer contributors (SlicerDMIF project)"]
         self.parent.helpText = _(
             "Trains a DMIF-Net model (DF-Net + MI-Net per modality, fused; the paper's Algorithm 1) on a cohort "
             "with a binary label (e.g. 1p/19q co-deleted = 1). Choose a cohort CSV or build one from the patients "
             "loaded in the scene, an output folder and a preset, then click Train. Training runs in a separate "
             "process; Cancel stops it and Resume continues from the last checkpoint. At the end the test-set "
             "metrics (the paper's Table 2 columns), the training history and the ROC curve appear as tables and "
-            "plots, and the model file can be used in DMIF Predict. Research use only.")
+            "plots, and the model file can be used in DMIF Predict. Research use only. "
+            'Supported: 3D Slicer 5.10 and 5.12. See the <a href="{url}">documentation</a>.'
+        ).format(url=DOCUMENTATION_URL)
         self.parent.acknowledgementText = _(
             "DMIF-Net: Chen et al., Journal of Software 2022. Built on 3D Slicer, PyTorch, kymatio and SimpleITK.")
 
 
 @parameterNodeWrapper
 class DMIFTrainParameterNode:
-    cohortPath: Path
+    cohortPath: str = ""
     cohortTable: vtkMRMLTableNode
     marker: str = "1p/19q co-deletion"
     preset: Annotated[str, Choice(list(PRESETS))] = "quick"
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
-    outputFolder: Path
+    outputFolder: str = ""
     resume: bool = False
     overridePreset: bool = False
     epochs: Annotated[int, WithinRange(1, 1000)] = 150
@@ -76,6 +87,13 @@ class DMIFTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
+        problem = unsupportedSlicerMessage()
+        if problem:
+            label = qt.QLabel(problem)
+            label.wordWrap = True
+            self.layout.addWidget(label)
+            self.layout.addStretch(1)
+            return
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/DMIFTrain.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
@@ -89,6 +107,10 @@ class DMIFTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.buildCohortButton.connect("clicked(bool)", self.onBuildCohort)
         self.ui.cohortTableSelector.connect("currentNodeChanged(vtkMRMLNode*)",
                                             self.ui.cohortTableView.setMRMLTableNode)
+        for widgetName, _parameter, _isFile in PATH_PARAMETERS:
+            widget = getattr(self.ui, widgetName)
+            widget.connect("currentPathChanged(QString)", self.onPathEdited)
+            widget.connect("validInputChanged(bool)", self.onPathEdited)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -98,7 +120,8 @@ class DMIFTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.removeObservers()
 
     def enter(self) -> None:
-        self.initializeParameterNode()
+        if self.logic is not None:
+            self.initializeParameterNode()
 
     def exit(self) -> None:
         if self._parameterNode:
@@ -115,6 +138,23 @@ class DMIFTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
+        for widgetName, parameter, _isFile in PATH_PARAMETERS:
+            widget = getattr(self.ui, widgetName)
+            value = getattr(self._parameterNode, parameter)
+            if hasPath(value) and widget.currentPath != value:
+                widget.currentPath = value
+        self.onPathEdited()  # empty parameters take the widgets' most recent history entry
+
+    def onPathEdited(self, _value=None) -> None:
+        """Each path parameter = its widget's path (for the cohort: only when it names a file), else ''."""
+        if self._parameterNode is None:
+            return
+        for widgetName, parameter, isFile in PATH_PARAMETERS:
+            path = getattr(self.ui, widgetName).currentPath
+            if not hasPath(path) or (isFile and not os.path.isfile(path)):
+                path = ""
+            if getattr(self._parameterNode, parameter) != path:
+                setattr(self._parameterNode, parameter, path)
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
@@ -127,7 +167,7 @@ class DMIFTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._checkCanApply()
 
     def _checkCanApply(self, caller=None, event=None) -> None:
-        if self._worker is not None:
+        if self._worker is not None or self._parameterNode is None:
             return  # running: the button is the Cancel button
         parameters = self._parameterNode
         haveCohort = hasPath(parameters.cohortPath) or parameters.cohortTable is not None
@@ -151,16 +191,20 @@ class DMIFTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = _("Cancelled; click Resume (with Resume checked) to continue later.")
             self._finish()
             return
+        try:
+            DMIFTrainLogic.ensureDependencies()
+        except DependencyError as error:
+            slicer.util.errorDisplay(str(error), windowTitle=_("DMIF Train"))
+            return
         with slicer.util.tryWithErrorDisplay(_("Failed to start training."), waitCursor=True):
-            from DMIFPredictLib.dependencies import ensureDependencies
-
-            ensureDependencies()
             parameters = self._parameterNode
             cohortCsv = self.logic.cohortCsvFromParameters(slicer.mrmlScene, parameters)
             self._worker = self.logic.startTraining(
                 cohortCsv, str(parameters.outputFolder), preset=parameters.preset, device=parameters.device,
                 resume=parameters.resume, overrides=self.logic.overridesFromParameters(parameters),
                 marker=parameters.marker)
+            self.ui.cohortPathLineEdit.addCurrentPathToHistory()
+            self.ui.outputFolderLineEdit.addCurrentPathToHistory()
             self.ui.applyButton.text = _("Cancel")
             self.ui.progressBar.visible = True
             self.ui.progressBar.value = 0
@@ -217,6 +261,13 @@ class DMIFTrainLogic(ScriptedLoadableModuleLogic, TrainLogic):
     def getParameterNode(self):
         return DMIFTrainParameterNode(super().getParameterNode())
 
+    @staticmethod
+    def ensureDependencies(askConfirmation: bool = True, forceCpu=None) -> None:
+        """The Slicer version, PyTorch (PyTorch extension) and DMIFLib/requirements.txt; DependencyError if not."""
+        from DMIFPredictLib.dependencies import ensureDependencies
+
+        ensureDependencies(askConfirmation, forceCpu)
+
     def cohortCsvFromParameters(self, scene, parameters):
         """The cohort CSV to train on: the scene cohort table (written to the output folder) or the chosen file."""
         if parameters.cohortTable is not None:
@@ -232,13 +283,19 @@ class DMIFTrainLogic(ScriptedLoadableModuleLogic, TrainLogic):
 
 
 class DMIFTrainTest(ScriptedLoadableModuleTest):
-    """Runs inside Slicer: trains on a tiny synthetic cohort in the worker process and loads the result nodes."""
+    """Runs inside Slicer: trains on a tiny synthetic cohort in the worker process and loads the result nodes.
+    It installs what it needs first (CPU PyTorch through the PyTorch extension, DMIFLib/requirements.txt):
+    Slicer's testing mode does not install packages by itself."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
+        problem = unsupportedSlicerMessage()
+        if problem:
+            self.skipTest(problem)
+        DMIFTrainLogic.ensureDependencies(askConfirmation=False, forceCpu=True)
         self.test_TrainSynthetic()
 
     def test_TrainSynthetic(self):

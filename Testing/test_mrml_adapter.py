@@ -170,6 +170,29 @@ def test_unplaced_roi_is_a_clear_error():
         roi_node_to_box(node)
 
 
+def test_a_placed_box_can_be_placed_again_with_two_clicks():
+    """After RemoveAllControlPoints() a placed box ROI keeps needing one control point (Slicer's
+    vtkMRMLMarkupsROINode): the next placement would give an empty box. reset_roi_for_placement fixes that."""
+    from DMIFLib.mrml.roi import reset_roi_for_placement, roi_node_to_box
+
+    scene = new_scene()
+    roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "Tumour box")
+    roi.AddControlPoint([0.0, 0.0, 0.0])
+    roi.AddControlPoint([10.0, 20.0, 5.0])  # two opposite corners, as the placement widget adds them
+    assert roi.GetSize() == pytest.approx((10.0, 20.0, 5.0)) and roi.GetRequiredNumberOfControlPoints() == 1
+    roi.RemoveAllControlPoints()
+    assert roi.GetRequiredNumberOfControlPoints() == 1  # the defect: one click would place an empty box
+
+    reset_roi_for_placement(roi)
+    assert (roi.GetRequiredNumberOfControlPoints(), roi.GetMaximumNumberOfControlPoints()) == (2, 2)
+    assert roi.GetNumberOfControlPoints() == 0 and roi.GetROIType() == roi.ROITypeBox
+    roi.AddControlPoint([-4.0, 2.0, 1.0])
+    roi.AddControlPoint([6.0, -8.0, 13.0])
+    box = roi_node_to_box(roi)
+    assert box.size_mm == pytest.approx([10.0, 10.0, 12.0]) and box.center_ras == pytest.approx([1.0, -3.0, 7.0])
+    assert box.axes_ras == pytest.approx(np.eye(3))
+
+
 def test_fit_box_to_segmentation_follows_the_reference_grid():
     from DMIFPredictLib.logic import PredictLogic
 

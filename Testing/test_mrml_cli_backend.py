@@ -75,9 +75,15 @@ class _Runner:
     """Starts a real vtkMRMLCommandLineModuleNode and moves its status along as the CLI process would."""
 
     def __init__(self, final_status: str, error_text: str = "", polls_busy: int = 2) -> None:
+        from DMIFLib.mrml.scene import new_scene
+
         self.final_status, self.error_text, self.polls_busy = final_status, error_text, polls_busy
-        self.node = slicer.vtkMRMLCommandLineModuleNode()
+        self.scene = new_scene()
+        self.node = self.scene.AddNode(slicer.vtkMRMLCommandLineModuleNode())  # in the scene, as slicer.cli.run does
         self.started_with = None
+
+    def cli_nodes_left(self) -> int:
+        return self.scene.GetNumberOfNodesByClass("vtkMRMLCommandLineModuleNode")
 
     def start(self, name, parameters):
         self.started_with = (name, parameters)
@@ -97,15 +103,16 @@ class _Runner:
 
 def test_run_cli_returns_on_completion():
     runner = _Runner("Completed")
-    node = run_cli("BRAINSFit", {"useRigid": True}, start=runner.start, process_events=runner.process_events,
-                   poll_s=0)
-    assert node is runner.node and runner.started_with == ("BRAINSFit", {"useRigid": True})
+    run_cli("BRAINSFit", {"useRigid": True}, start=runner.start, process_events=runner.process_events, poll_s=0)
+    assert runner.started_with == ("BRAINSFit", {"useRigid": True})
+    assert runner.node.GetStatus() == runner.node.Completed and runner.cli_nodes_left() == 0
 
 
 def test_run_cli_raises_with_the_error_text():
     runner = _Runner("CompletedWithErrors", "itk::ExceptionObject: images do not overlap")
     with pytest.raises(CLIError, match=r"BRAINSFit failed .*images do not overlap"):
         run_cli("BRAINSFit", {}, start=runner.start, process_events=runner.process_events, poll_s=0)
+    assert runner.cli_nodes_left() == 0
 
 
 def test_run_cli_cancels():
@@ -115,7 +122,7 @@ def test_run_cli_cancels():
     with pytest.raises(InterruptedError):
         run_cli("N4ITKBiasFieldCorrection", {}, cancel=cancel, start=runner.start,
                 process_events=runner.process_events, poll_s=0)
-    assert runner.node.GetStatus() == runner.node.Cancelled
+    assert runner.node.GetStatus() == runner.node.Cancelled and runner.cli_nodes_left() == 0
 
 
 def test_missing_cli_module_is_a_clear_error():

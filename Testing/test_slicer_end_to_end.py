@@ -92,7 +92,7 @@ def test_predict_logic_on_the_real_tcga_case_and_scene_round_trip(shared_data, t
     assert logic.guessVolume(scene, "t1c") is t1c and logic.guessVolume(scene, "t2w") is t2w
     events: list[dict] = []
     prediction, results, slices = logic.predict(
-        scene, t1c=t1c, t2w=t2w, roi=roi, modelPath=str(trained_run / "model.pt"), device="cpu",
+        scene, volumes={"t1c": t1c, "t2w": t2w}, roi=roi, modelPath=str(trained_run / "model.pt"), device="cpu",
         register=True, biasCorrection=False, skullStrip=True, progress=events.append)
     assert events[-1]["fraction"] == 1.0
 
@@ -157,7 +157,7 @@ def test_batch_reports_a_bad_cohort_clearly(trained_run, tmp_path, capsys):
 
     code = main(["--", str(tmp_path / "missing.csv"), str(trained_run / "model.pt"), str(tmp_path / "out")])
     error = capsys.readouterr().err
-    assert code == 1 and "missing.csv: cohort file not found" in error and "Traceback" not in error
+    assert code == 2 and "missing.csv: cohort file not found" in error and "Traceback" not in error
     assert not (tmp_path / "out" / "predictions.tsv").exists()
 
 
@@ -197,6 +197,7 @@ def test_predict_logic_on_cuda_matches_cpu(synthetic_cohort, trained_run):
     t1c, t2w = load_volume(scene, case.images["t1c"], "T1C"), load_volume(scene, case.images["t2w"], "T2W")
     roi = box_to_roi_node(fit_box_to_labelmap(load_volume(scene, case.roi, "tumour", labelmap=True)), scene)
     model = str(trained_run / "model.pt")
-    on = {device: PredictLogic().predict(scene, t1c=t1c, t2w=t2w, roi=roi, modelPath=model, device=device)[0]
+    on = {device: PredictLogic().predict(scene, volumes={"t1c": t1c, "t2w": t2w}, roi=roi, modelPath=model,
+                                          device=device)[0]
           for device in ("cpu", "cuda")}
     assert on["cuda"].p_fused == pytest.approx(on["cpu"].p_fused, abs=1e-4)

@@ -150,3 +150,39 @@ def test_icons_are_real_images():
 
             colours = np.unique(np.asarray(icon.convert("RGB")).reshape(-1, 3), axis=0)
             assert len(colours) > 16, f"{path} is a flat placeholder"
+
+
+def test_predict_panel_has_a_bound_volume_selector_per_known_modality():
+    """DMIF Predict shows the selectors of the loaded model's modalities (by name: <key>Selector, <key>Label) and
+    reads the parameter <key>Volume; every modality key a model file may list needs all three."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "DMIFPredict"))
+    from DMIFPredictLib.logic import MODALITY_TITLES, VOLUME_MODALITIES
+
+    from DMIFLib.cohort import MODALITIES
+
+    assert set(MODALITIES) <= set(VOLUME_MODALITIES) == set(MODALITY_TITLES)
+    widgets = _ui_widgets("DMIFPredict")
+    fields = _parameter_fields("DMIFPredict")
+    for modality in VOLUME_MODALITIES:
+        selector = widgets[f"{modality}Selector"]
+        assert selector.get("class") == "qMRMLNodeComboBox" and f"{modality}Label" in widgets
+        bound = [p.find("string").text for p in selector.findall("property") if p.get("name") == "SlicerParameterName"]
+        assert bound == [f"{modality}Volume"] and fields[f"{modality}Volume"] == "vtkMRMLScalarVolumeNode"
+        none_enabled = [p.find("bool").text for p in selector.findall("property") if p.get("name") == "noneEnabled"]
+        assert none_enabled == ["true"], f"{modality}Selector must allow None (hidden when the model lacks it)"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_path_widgets_are_not_bound_by_connect_gui(module):
+    """ctkPathLineEdit emits currentPathChanged only for text its filter accepts (CTK ctkPathLineEdit.cpp), so
+    connectGui would miss a cleared path: the modules keep their paths (str parameters) in sync by hand."""
+    fields = _parameter_fields(module)
+    for name, widget in _ui_widgets(module).items():
+        if widget.get("class") == "ctkPathLineEdit":
+            assert not [p for p in widget.findall("property") if p.get("name") == "SlicerParameterName"], name
+    source = (ROOT / module / f"{module}.py").read_text(encoding="utf-8")
+    for parameter in ("modelPath",) if module == "DMIFPredict" else ("cohortPath", "outputFolder"):
+        assert fields[parameter] == "str"
+    assert source.count('connect("validInputChanged(bool)"') >= 1 and "addCurrentPathToHistory()" in source

@@ -44,8 +44,8 @@ def _scene_with_patients(names=("P1", "P2"), with_roi=True):
 
 
 def test_modality_names():
-    assert [guess_modality(n) for n in ("T1C", "t1_post_gd", "AX T1 +C", "T2 FSE", "T2-FLAIR", "T1 pre", "DWI")] \
-        == ["t1c", "t1c", "t1c", "t2w", "flair", None, None]
+    names = ("T1C", "t1_post_gd", "AX T1 +C", "T2 FSE", "T2-FLAIR", "T1 pre", "T1w", "DWI")
+    assert [guess_modality(n) for n in names] == ["t1c", "t1c", "t1c", "t2w", "flair", "t1", "t1", None]
 
 
 def test_cohort_from_scene_is_written_as_a_valid_cohort(tmp_path):

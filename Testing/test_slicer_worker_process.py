@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "DMIFTrain"))
 
-from DMIFTrainLib.process import WorkerProcess
+from DMIFTrainLib.process import WorkerProcess, popen_options
 
 PROGRESS_SCRIPT = """
 import json, sys
@@ -70,3 +70,21 @@ def test_cancel_kills_the_process_tree():
     while _alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(child), "the worker's child survived cancel()"
+
+
+def test_worker_gets_its_own_process_group_and_on_windows_a_hidden_console(monkeypatch):
+    import subprocess
+
+    assert popen_options("linux") == {"start_new_session": True}
+
+    class StartupInfo:  # subprocess.STARTUPINFO exists on Windows only
+        dwFlags = 0  # noqa: N815 - the names of the Windows API
+        wShowWindow = 1  # noqa: N815
+
+    for name, value in (("STARTUPINFO", StartupInfo), ("STARTF_USESHOWWINDOW", 1), ("SW_HIDE", 0),
+                        ("CREATE_NEW_PROCESS_GROUP", 0x200)):
+        monkeypatch.setattr(subprocess, name, value, raising=False)
+    options = popen_options("win32")
+    # what slicer.util.launchConsoleProcess does on Windows (v5.12.3 Base/Python/slicer/util.py)
+    assert options["startupinfo"].dwFlags == 1 and options["startupinfo"].wShowWindow == 0
+    assert options["creationflags"] == 0x200 and "start_new_session" not in options

@@ -2,7 +2,8 @@
 ``.mrml`` scene holding the same results as table nodes, one subject per patient.
 
 Runs inside Slicer (``Slicer --no-main-window --python-script DMIFBatch.py -- ARGS``) and under plain Python with
-the PyPI package slicer-core (``python DMIFBatch.py ARGS``): same code, same outputs.
+the PyPI package slicer-core (``python DMIFBatch.py ARGS``): same code, same outputs. DMIFBatch.py checks (and,
+inside Slicer, installs) the dependencies before it imports this module, and turns any failure into one line.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="DMIFBatch.py",
         description="DMIF-Net batch prediction over a cohort CSV -> predictions.tsv and a Slicer scene "
                     "(research use only).")
-    parser.add_argument("cohort", type=Path, help="cohort.csv (patient_id, t1c, t2w[, flair], roi, ...)")
+    parser.add_argument("cohort", type=Path,
+                        help="cohort.csv (patient_id, one column per modality the model needs, roi, ...)")
     parser.add_argument("model", type=Path, help="DMIF model file (.pt) from DMIF Train or 'dmif train'")
     parser.add_argument("out", type=Path, help="output folder (predictions.tsv, the scene and its tables)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
@@ -35,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scene-name", default="DMIF_predictions.mrml", help="scene file name in OUT")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the scene files of an earlier run in OUT (refused otherwise)")
+    parser.add_argument("--install-dependencies", action="store_true",
+                        help="inside Slicer: install missing packages first (PyTorch through the PyTorch extension, "
+                             "the CPU build with --device cpu); without it a missing package is an error")
     return parser
 
 
@@ -74,6 +79,7 @@ def run(args: argparse.Namespace) -> Path:
     if scene_path.exists() and not args.overwrite:
         raise FileExistsError(f"{scene_path}: already exists (an earlier run?); use --overwrite or another OUT")
     info = model_info(load_model(args.model))
+    read_cohort(args.cohort, require_modalities=info["modalities"])  # the images of the model's modalities
     about_model = {k: info[k] for k in ("marker", "model_name", "model_version")}
     predictions = Path(predict_cohort(args.cohort, args.model, args.out, device=args.device, progress=_progress))
     scene = slicer.mrmlScene if in_slicer_application() else new_scene()
@@ -84,13 +90,18 @@ def run(args: argparse.Namespace) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the batch; 0 on success, 2 with one line on stderr for bad input (cohort, images, model file,
+    output folder), 1 with one line for any other failure."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--"]:  # Slicer --python-script passes what follows '--' through
         argv = argv[1:]
     args = build_parser().parse_args(argv)
     try:
         run(args)
-    except (OSError, ValueError, RuntimeError) as error:  # CohortError, PreprocessingError, ModelFileError, ...
+    except (OSError, ValueError) as error:  # CohortError, ModelFileError, unreadable or existing files, ...
         print(f"DMIFBatch: error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # RuntimeError, torch errors, ...: still one line
+        print(f"DMIFBatch: error: {error or type(error).__name__}", file=sys.stderr)
         return 1
     return 0

@@ -4,7 +4,8 @@ T2W/FLAIR -> T1C) and N4ITKBiasFieldCorrection, run through ``slicer.cli.run``.
 The parameter mapping (:func:`brainsfit_parameters`, :func:`n4_parameters`) is plain Python; running needs the
 Slicer application (the CLI modules are not part of slicer-core): headless runs keep the SimpleITK backend.
 Each CLI run is polled so that the GUI stays responsive and ``cancel`` stops it; a run that ends with errors
-raises with the module's error text.
+raises with the module's error text. The CLI node ``slicer.cli.run`` adds to the scene (slicer/cli.py createNode:
+``CreateNodeInScene``) is removed when the run ends, so that no run leaves a node saved with the scene.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def run_cli(module_name: str, parameters: dict, cancel: threading.Event | None =
     ``start(module, parameters)`` defaults to ``slicer.cli.run(..., wait_for_completion=False)`` and
     ``process_events`` to ``slicer.app.processEvents`` (both injectable for tests). Raises
     :class:`InterruptedError` when cancelled and :class:`CLIError` with the module's error text on failure.
-    Returns the finished vtkMRMLCommandLineModuleNode.
+    The vtkMRMLCommandLineModuleNode is removed from its scene when the run has ended, whatever the outcome.
     """
     if start is None:
         module = getattr(slicer.modules, module_name.lower(), None) if hasattr(slicer, "modules") else None
@@ -99,22 +100,25 @@ def run_cli(module_name: str, parameters: dict, cancel: threading.Event | None =
     if process_events is None:
         process_events = slicer.app.processEvents
     node = start(module_name, parameters)
-    cancelled = False
-    while node.IsBusy():
-        if cancel is not None and cancel.is_set() and not cancelled:
-            node.Cancel()
-            cancelled = True
-        if progress is not None:
-            progress({"step": module_name, "message": f"{module_name}: {node.GetStatusString()}"})
-        process_events()
-        time.sleep(poll_s)
-    status = node.GetStatus()
-    if status == node.Cancelled or cancelled:
-        raise InterruptedError(f"{module_name} cancelled")
-    if status != node.Completed:
-        error = (node.GetErrorText() or "").strip() or "no error text"
-        raise CLIError(f"{module_name} failed ({node.GetStatusString()}): {error}")
-    return node
+    try:
+        cancelled = False
+        while node.IsBusy():
+            if cancel is not None and cancel.is_set() and not cancelled:
+                node.Cancel()
+                cancelled = True
+            if progress is not None:
+                progress({"step": module_name, "message": f"{module_name}: {node.GetStatusString()}"})
+            process_events()
+            time.sleep(poll_s)
+        status = node.GetStatus()
+        if status == node.Cancelled or cancelled:
+            raise InterruptedError(f"{module_name} cancelled")
+        if status != node.Completed:
+            error = (node.GetErrorText() or "").strip() or "no error text"
+            raise CLIError(f"{module_name} failed ({node.GetStatusString()}): {error}")
+    finally:
+        if not node.IsBusy() and node.GetScene() is not None:
+            node.GetScene().RemoveNode(node)
 
 
 def transform_node_to_sitk(node: slicer.vtkMRMLTransformNode) -> sitk.Transform:

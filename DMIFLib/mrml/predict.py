@@ -57,7 +57,8 @@ def predict_nodes(model, volumes: Mapping[str, slicer.vtkMRMLScalarVolumeNode], 
                   patient_name: str | None = None):
     """Run ``model`` (a LoadedModel) on one patient given as volume nodes (modality -> node) and a tumour ROI.
 
-    Every modality the model needs must be present; T1C is the reference grid. Returns the CasePrediction.
+    Every modality the model needs must be present (others are ignored); the patient is named after the volume
+    of the model's first modality unless ``patient_name`` is given. Returns the CasePrediction.
     """
     from DMIFLib.inference import predict_stack
     from DMIFLib.preprocessing.pipeline import image_slices
@@ -74,7 +75,7 @@ def predict_nodes(model, volumes: Mapping[str, slicer.vtkMRMLScalarVolumeNode], 
     _check(cancel)
     if progress:
         progress({"step": "preprocess", "fraction": 0.1, "message": "Preprocessing"})
-    case = patient_name or volumes["t1c"].GetName()
+    case = patient_name or volumes[needed[0]].GetName()
     stack = image_slices(images, box, settings, brain_mask=mask, backend=backend, case=case)
     _check(cancel)
     if progress:

@@ -47,6 +47,22 @@ def box_to_roi_node(box, scene: slicer.vtkMRMLScene, name: str = "Tumour box",
     return node
 
 
+def reset_roi_for_placement(node: slicer.vtkMRMLMarkupsROINode) -> slicer.vtkMRMLMarkupsROINode:
+    """Make a (placed) box ROI placeable again by two clicks at opposite corners: no control points, axes of the
+    node's coordinate system, two control points required.
+
+    ``RemoveAllControlPoints()`` alone is not enough: a placed box keeps required/maximum control-point counts
+    of 1 (vtkMRMLMarkupsROINode::UpdateBoxROIFromControlPoints returns before restoring them when no point is
+    left), so the next placement would take one click and give an empty box. ``SetROIType`` restores the counts
+    of a box (2), but only when the type changes, hence the round trip through the bounding-box type.
+    """
+    node.RemoveAllControlPoints()
+    node.SetAndObserveObjectToNodeMatrix(vtk_matrix(np.eye(4)))
+    node.SetROIType(node.ROITypeBoundingBox)
+    node.SetROIType(node.ROITypeBox)
+    return node
+
+
 def fit_box_to_labelmap(labelmap: slicer.vtkMRMLVolumeNode, margin_mm: float = 0.0):
     """The ``OrientedBox`` (RAS) around a labelmap node's non-zero voxels, aligned with its voxel grid and grown
     by ``margin_mm``; raises PreprocessingError when the labelmap is empty."""

@@ -9,12 +9,14 @@ import slicer
 _MODALITY_PATTERNS = {
     "flair": re.compile(r"flair", re.IGNORECASE),
     "t1c": re.compile(r"t1.?(c|ce|gd|post|contrast|\+c)|post.?gad", re.IGNORECASE),
+    "t1": re.compile(r"t1(?!\d)", re.IGNORECASE),  # native T1: a T1 name that is not a T1C name (checked first)
     "t2w": re.compile(r"t2(?!.*flair)", re.IGNORECASE),
 }
 
 
 def guess_modality(name: str) -> str | None:
-    """'T1C', 't1_post_gd', 'AX T2' -> 't1c', 't1c', 't2w'; FLAIR first because 'T2-FLAIR' names both."""
+    """'T1C', 't1_post_gd', 'T1w', 'AX T2' -> 't1c', 't1c', 't1', 't2w'; FLAIR first because 'T2-FLAIR' names
+    both, T1C before T1 because 'T1C' names both."""
     for modality, pattern in _MODALITY_PATTERNS.items():
         if pattern.search(name):
             return modality

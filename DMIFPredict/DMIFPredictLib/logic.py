@@ -1,7 +1,8 @@
 """DMIFPredict's logic, free of Qt: model loading, the tumour box, prediction into table nodes.
 
 Importable under slicer-core (the tests run it there); the module file DMIFPredict.py adds the GUI and the
-Slicer-CLI preprocessing backend.
+Slicer-CLI preprocessing backend. DMIFLib is imported inside the functions: the module file imports this file at
+Slicer start-up, where it must load even on a Slicer too old for DMIFLib (to say so instead of a traceback).
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from pathlib import Path
 
 import slicer
 
-from DMIFLib.mrml.scene import MRMLError
-from DMIFLib.mrml.subjects import guess_modality, patient_name
-
 DEVICES = ("auto", "cpu", "cuda")
+
+VOLUME_MODALITIES = ("t1c", "t1", "t2w", "flair")
+"""The modality keys a model file can list, each with a volume selector (``<key>Selector``, parameter
+``<key>Volume``) in DMIF Predict; only those of the loaded model are shown and asked for."""
+
+MODALITY_TITLES = {"t1c": "T1C", "t1": "T1", "t2w": "T2W", "flair": "FLAIR"}
 
 
 def hasPath(path) -> bool:
@@ -33,7 +37,9 @@ class PredictLogic:
 
     @staticmethod
     def guessVolume(scene: slicer.vtkMRMLScene, modality: str) -> slicer.vtkMRMLScalarVolumeNode | None:
-        """The first scalar volume whose name looks like ``modality`` ('t1c', 't2w', 'flair')."""
+        """The first scalar volume whose name looks like ``modality`` ('t1c', 't1', 't2w', 'flair')."""
+        from DMIFLib.mrml.subjects import guess_modality
+
         for index in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
             node = scene.GetNthNodeByClass(index, "vtkMRMLScalarVolumeNode")
             if not node.IsA("vtkMRMLLabelMapVolumeNode") and guess_modality(node.GetName() or "") == modality:
@@ -43,6 +49,7 @@ class PredictLogic:
     def loadModel(self, path: str, device: str = "auto"):
         """The LoadedModel of ``path`` on ``device`` (cached while the file is unchanged)."""
         from DMIFLib.model_file import load_model
+        from DMIFLib.mrml.scene import MRMLError
         from DMIFLib.training.device import resolve_device
 
         file = Path(path)
@@ -55,13 +62,18 @@ class PredictLogic:
             self._models[key] = load_model(file, device=resolved)
         return self._models[key]
 
-    def describeModelFile(self, path: str) -> str:
-        """One line for the panel: marker, modalities, model name/version, cut-off."""
+    def modelInfo(self, path: str) -> dict:
+        """marker, modalities (the volumes the model needs, in its order), model_name, model_version, cutoff."""
         from DMIFLib.mrml.predict import model_info
 
-        info = model_info(self.loadModel(path, "cpu"))
-        return (f"{info['marker']} · {', '.join(m.upper() for m in info['modalities'])} · {info['model_name']} "
-                f"{info['model_version']} · cut-off {info['cutoff']:.2f}")
+        return model_info(self.loadModel(path, "cpu"))
+
+    @staticmethod
+    def describeModel(info: dict) -> str:
+        """One line for the panel: marker, modalities, model name/version, cut-off."""
+        modalities = ", ".join(MODALITY_TITLES.get(m, m.upper()) for m in info["modalities"])
+        return (f"{info['marker']} · needs {modalities} · {info['model_name']} {info['model_version']} · "
+                f"cut-off {info['cutoff']:.2f}")
 
     @staticmethod
     def fitBoxToSegmentation(scene: slicer.vtkMRMLScene, segmentation: slicer.vtkMRMLSegmentationNode,
@@ -69,8 +81,9 @@ class PredictLogic:
                              roi: slicer.vtkMRMLMarkupsROINode | None = None,
                              margin_mm: float = 0.0) -> slicer.vtkMRMLMarkupsROINode:
         """Set ``roi`` (or a new ROI) to the box around the segmentation's visible segments, aligned with the
-        ``reference`` volume's voxel grid (the T1C), so that the box follows the slices."""
+        ``reference`` volume's voxel grid (the model's reference volume), so that the box follows the slices."""
         from DMIFLib.mrml.roi import box_to_roi_node, fit_box_to_labelmap
+        from DMIFLib.mrml.scene import MRMLError
 
         if segmentation is None:
             raise MRMLError("select a segmentation to fit the box to")
@@ -84,24 +97,31 @@ class PredictLogic:
             scene.RemoveNode(labelmap)
         return box_to_roi_node(box, scene, "Tumour box", roi)
 
-    def predict(self, scene: slicer.vtkMRMLScene, *, t1c, t2w, roi, modelPath: str, flair=None,
-                device: str = "auto", register: bool = True, biasCorrection: bool = True, skullStrip: bool = True,
-                brainMask=None, resultsTable=None, slicesTable=None, patientName: str | None = None,
+    def predict(self, scene: slicer.vtkMRMLScene, *, volumes: dict, roi, modelPath: str, device: str = "auto",
+                register: bool = True, biasCorrection: bool = True, skullStrip: bool = True, brainMask=None,
+                resultsTable=None, slicesTable=None, patientName: str | None = None,
                 progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None):
-        """Predict one patient; returns (CasePrediction, results table node, per-slice table node), the tables
-        placed under the patient (the subject holding the T1C volume) in the subject hierarchy."""
+        """Predict one patient from ``volumes`` (modality key -> volume node; the model's modalities must be
+        there, others are ignored); returns (CasePrediction, results table node, per-slice table node), the
+        tables placed under the patient (the subject holding the model's first modality's volume)."""
         from DMIFLib.mrml.predict import predict_nodes, prediction_tables, settings_for
+        from DMIFLib.mrml.scene import MRMLError
+        from DMIFLib.mrml.subjects import patient_name
 
         if progress:
             progress({"step": "model", "fraction": 0.0, "message": "Loading the model"})
         model = self.loadModel(modelPath, device)
+        missing = [MODALITY_TITLES.get(m, m.upper()) for m in model.modalities if volumes.get(m) is None]
+        if missing:
+            raise MRMLError(f"the model needs the {', '.join(missing)} volume(s); select them")
+        reference = volumes[model.modalities[0]]
         settings = settings_for(model, register=register, bias_correction=biasCorrection, skull_strip=skullStrip)
         backend = self.backendFactory(cancel=cancel, progress=progress) if self.backendFactory else None
-        patient = patientName or patient_name(scene, t1c)
-        prediction = predict_nodes(model, {"t1c": t1c, "t2w": t2w, "flair": flair}, roi, settings,
+        patient = patientName or patient_name(scene, reference)
+        prediction = predict_nodes(model, {m: volumes[m] for m in model.modalities}, roi, settings,
                                    brain_mask=brainMask, backend=backend, progress=progress, cancel=cancel,
                                    patient_name=patient)
-        results, slices = prediction_tables(scene, prediction, model, patient, reference_node=t1c,
+        results, slices = prediction_tables(scene, prediction, model, patient, reference_node=reference,
                                             results_node=resultsTable, slices_node=slicesTable)
         return prediction, results, slices
 
@@ -116,8 +136,8 @@ def selfTestCase(scene: slicer.vtkMRMLScene, folder, backendFactory: Callable | 
                  modelPath: str | None = None):
     """The module's built-in test: one synthetic patient loaded into the scene, its box fitted to its tumour
     label, predicted with ``modelPath`` (default: a tiny model trained here on a tiny synthetic cohort) and
-    ``backendFactory``'s preprocessing (Slicer's CLI modules in DMIFPredictTest). Returns (prediction, results
-    table, slices table)."""
+    ``backendFactory``'s preprocessing (Slicer's CLI modules in DMIFPredictTest). The volumes loaded are those
+    the model lists. Returns (prediction, results table, slices table)."""
     from DMIFTrainLib.logic import SELF_TEST_OVERRIDES
 
     from DMIFLib.cohort import read_cohort
@@ -133,10 +153,13 @@ def selfTestCase(scene: slicer.vtkMRMLScene, folder, backendFactory: Callable | 
         modelPath = str(train_cohort(cohort, folder / "run", preset="quick", device="cpu",
                                      overrides=SELF_TEST_OVERRIDES).model_path)
     case = read_cohort(cohort)[0]
-    t1c = load_volume(scene, case.images["t1c"], "T1C")
-    t2w = load_volume(scene, case.images["t2w"], "T2W")
+    logic = PredictLogic(backendFactory=backendFactory)
+    modalities = logic.modelInfo(modelPath)["modalities"]
+    absent = [m for m in modalities if m not in case.images]
+    if absent:
+        raise ValueError(f"{modelPath}: the model needs {', '.join(absent)}, which the synthetic cohort lacks")
+    volumes = {m: load_volume(scene, case.images[m], MODALITY_TITLES.get(m, m.upper())) for m in modalities}
     label = load_volume(scene, case.roi, "tumour", labelmap=True)
     roi = box_to_roi_node(fit_box_to_labelmap(label), scene)
-    logic = PredictLogic(backendFactory=backendFactory)
-    return logic.predict(scene, t1c=t1c, t2w=t2w, roi=roi, modelPath=modelPath, device="cpu",
+    return logic.predict(scene, volumes=volumes, roi=roi, modelPath=modelPath, device="cpu",
                          patientName=case.patient_id)

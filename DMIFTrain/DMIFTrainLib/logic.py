@@ -1,6 +1,8 @@
 """DMIFTrain's logic, free of Qt: cohort from the scene, the training worker process, results as MRML nodes.
 
-Importable under slicer-core (the tests run it there); the module file DMIFTrain.py adds the GUI.
+Importable under slicer-core (the tests run it there); the module file DMIFTrain.py adds the GUI. DMIFLib is
+imported inside the functions: the module file imports this file at Slicer start-up, where it must load even on a
+Slicer too old for DMIFLib (to say so instead of a traceback).
 """
 
 from __future__ import annotations
@@ -19,9 +21,6 @@ from pathlib import Path
 import slicer
 import vtk
 
-from DMIFLib.mrml import tables
-from DMIFLib.mrml.scene import MRMLError
-from DMIFLib.mrml.subjects import guess_modality
 from DMIFTrainLib.process import WorkerProcess
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -36,7 +35,11 @@ SELF_TEST_OVERRIDES = {
 """A tiny, fast training run (tiny nets, 32x32 slices, one epoch per stage, no N4, a coarse registration) for the
 self-tests; its preprocessing settings go into the model file."""
 
-COHORT_COLUMNS = ("patient_id", "t1c", "t2w", "flair", "roi", "label", "split")
+
+
+def cohortColumns(modalities) -> list[str]:
+    """Columns of the scene cohort table: patient_id, one per modality (node IDs), roi, label, split."""
+    return ["patient_id", *modalities, "roi", "label", "split"]
 
 
 @dataclass
@@ -61,9 +64,15 @@ class TrainLogic:
     # --- cohort from the scene ---------------------------------------------------------------------------
     def cohortTableFromScene(self, scene: slicer.vtkMRMLScene,
                              table: slicer.vtkMRMLTableNode | None = None) -> slicer.vtkMRMLTableNode:
-        """One row per subject (patient) in the subject hierarchy: its T1C/T2W/FLAIR volumes (by name) and its
-        Markups ROI, as node IDs; labels/splits already typed into ``table`` are kept. Raises MRMLError when the
-        scene has no subject with a T1C volume and a ROI."""
+        """One row per subject (patient) in the subject hierarchy: its volumes of the modalities DMIFLib knows
+        (recognised by name: T1C, T1, T2W, FLAIR) and its Markups ROI, as node IDs, one column per modality any
+        patient has; labels/splits already typed into ``table`` are kept. Raises MRMLError when the scene has no
+        subject with a recognised volume and a ROI."""
+        from DMIFLib.cohort import MODALITIES
+        from DMIFLib.mrml import tables
+        from DMIFLib.mrml.scene import MRMLError
+        from DMIFLib.mrml.subjects import guess_modality
+
         sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
         kept = {}
         if table is not None and table.GetNumberOfRows():
@@ -80,28 +89,31 @@ class TrainLogic:
             name = sh.GetItemName(item)
             children = vtk.vtkIdList()
             sh.GetItemChildren(item, children, True)
-            row = {"patient_id": name, **{c: "" for c in COHORT_COLUMNS[1:]}}
+            row = {"patient_id": name, **{c: "" for c in cohortColumns(MODALITIES)[1:]}}
             for child_index in range(children.GetNumberOfIds()):
                 node = sh.GetItemDataNode(children.GetId(child_index))
                 if node is None:
                     continue
                 if node.IsA("vtkMRMLScalarVolumeNode") and not node.IsA("vtkMRMLLabelMapVolumeNode"):
                     modality = guess_modality(node.GetName())
-                    if modality and not row[modality]:
+                    if modality in MODALITIES and not row[modality]:
                         row[modality] = node.GetID()
                 elif node.IsA("vtkMRMLMarkupsROINode") and not row["roi"]:
                     row["roi"] = node.GetID()
-            if not row["t1c"] or not row["roi"]:
-                problems.append(f"{name}: {'no T1C volume' if not row['t1c'] else 'no tumour box (Markups ROI)'}")
+            if not any(row[m] for m in MODALITIES):
+                problems.append(f"{name}: no recognised volume")
+                continue
+            if not row["roi"]:
+                problems.append(f"{name}: no tumour box (Markups ROI)")
                 continue
             label = sh.GetItemAttribute(item, "DMIF.label")
             row.update({"label": label or "", **kept.get(name, {})})
             rows.append(row)
         if not rows:
             detail = ("; ".join(problems)) if problems else "no subjects in the subject hierarchy"
-            raise MRMLError(f"no usable patient in the scene ({detail}). Each patient needs a subject with a T1C "
-                            "volume (name containing T1C/T1 post), a T2W volume and a Markups ROI")
-        columns = [c for c in COHORT_COLUMNS if c != "flair" or any(r["flair"] for r in rows)]
+            raise MRMLError(f"no usable patient in the scene ({detail}). Each patient needs a subject with its "
+                            "volumes (names containing T1C/T1 post, T1, T2 or FLAIR) and a Markups ROI")
+        columns = cohortColumns([m for m in MODALITIES if any(r[m] for r in rows)])
         return tables.table_from_rows(scene, "DMIF cohort", rows, columns, table)
 
     def writeCohortFromTable(self, scene: slicer.vtkMRMLScene, table: slicer.vtkMRMLTableNode,
@@ -111,7 +123,9 @@ class TrainLogic:
         import SimpleITK as sitk  # noqa: N813
 
         from DMIFLib.atomic import atomic_path
-        from DMIFLib.cohort import CohortCase, write_cohort
+        from DMIFLib.cohort import MODALITIES, CohortCase, write_cohort
+        from DMIFLib.mrml import tables
+        from DMIFLib.mrml.scene import MRMLError
         from DMIFLib.mrml.volumes import volume_to_image
 
         folder = Path(outputFolder) / "cohort"
@@ -123,7 +137,7 @@ class TrainLogic:
                 raise MRMLError(f"cohort table '{table.GetName()}', patient {patient}: label '{label}' is not 0 or 1")
             safe = re.sub(r"[^A-Za-z0-9._-]+", "_", str(patient))
             images = {}
-            for modality in ("t1c", "t2w", "flair"):
+            for modality in MODALITIES:
                 node_id = columns.get(modality, [""] * (index + 1))[index]
                 if not node_id:
                     continue
@@ -171,6 +185,7 @@ class TrainLogic:
     def startTraining(self, cohortCsv, outputFolder, **options) -> WorkerProcess:
         """Start the worker; DMIFLib is put on its PYTHONPATH (it lies next to the modules, or in the source)."""
         import DMIFLib
+        from DMIFLib.mrml.scene import MRMLError
 
         if not cohortCsv or not Path(cohortCsv).is_file():
             raise MRMLError(f"{cohortCsv}: cohort file not found")
@@ -238,7 +253,9 @@ class TrainLogic:
         and chart, the ROC chart of the test patients (fused probability), grouped in a subject-hierarchy
         folder. Raises MRMLError when the run is not finished."""
         from DMIFLib.evaluation.evaluate import evaluate_predictions
+        from DMIFLib.mrml import tables
         from DMIFLib.mrml.results import history_nodes, read_table_file, roc_nodes, table_from_file
+        from DMIFLib.mrml.scene import MRMLError
         from DMIFLib.training.algorithm import HISTORY_NAME, MODEL_NAME, RUN_NAME, SPLIT_NAME
 
         out = Path(outputFolder)

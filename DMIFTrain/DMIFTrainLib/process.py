@@ -18,6 +18,18 @@ import threading
 from collections.abc import Mapping, Sequence
 
 
+def popen_options(platform: str = sys.platform) -> dict:
+    """Popen options for the worker: its own process group (so that Cancel can kill the whole tree) and, on
+    Windows, a hidden console window, as Slicer's ``slicer.util.launchConsoleProcess`` does (STARTUPINFO with
+    STARTF_USESHOWWINDOW and SW_HIDE): PythonSlicer is a console program and would open a window."""
+    if platform == "win32":
+        info = subprocess.STARTUPINFO()
+        info.dwFlags |= subprocess.STARTF_USESHOWWINDOW
+        info.wShowWindow = subprocess.SW_HIDE
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP, "startupinfo": info}
+    return {"start_new_session": True}
+
+
 class WorkerProcess:
     """One run of ``command``; stdout is parsed as JSON lines, stderr is kept for the error message."""
 
@@ -32,14 +44,9 @@ class WorkerProcess:
         self.cancelled = False
 
     def start(self) -> WorkerProcess:
-        kwargs: dict = {}
-        if sys.platform == "win32":
-            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
-        else:
-            kwargs["start_new_session"] = True  # own process group: the whole tree can be killed at once
         self._process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                          stdin=subprocess.DEVNULL, text=True, encoding="utf-8", errors="replace",
-                                         bufsize=1, env=self._env, cwd=self._cwd, **kwargs)
+                                         bufsize=1, env=self._env, cwd=self._cwd, **popen_options())
         for target, stream in ((self._read_stdout, self._process.stdout), (self._read_stderr, self._process.stderr)):
             thread = threading.Thread(target=target, args=(stream,), daemon=True)
             thread.start()
