@@ -58,9 +58,12 @@ def seg_to_label(path: str | os.PathLike, reference: sitk.Image, frame_of_refere
     Raises :class:`PreprocessingError` (naming ``case`` and the file) for an unreadable SEG, no tumour segment,
     another frame of reference, voxels off the reference grid or outside it, or an empty segment.
     """
-    import highdicom as hd
-
     path = Path(path)
+    try:
+        import highdicom as hd
+    except ImportError:
+        raise PreprocessingError("reading a DICOM SEG needs the package highdicom>=0.27 (bundled with Slicer 5.12; "
+                                 "pip install highdicom)", case=case, file=path) from None
     try:
         seg = hd.seg.segread(path)
         number, label = tumour_segment(seg)
