@@ -42,7 +42,8 @@ def cache_key(case: CohortCase, settings) -> str:
     files = [*(case.images[m] for m in case.modalities), *([case.brain_mask] if case.brain_mask else [])]
     if not case.roi_is_inline():
         files.append(Path(case.roi))
-    blob = json.dumps({"settings": settings.to_dict(), "files": [_file_stamp(f) for f in files], "roi": case.roi},
+    blob = json.dumps({"settings": settings.to_dict(), "files": [_file_stamp(f) for f in files], "roi": case.roi,
+                       **({"roi_labels": case.roi_labels} if case.roi_labels else {})},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
