@@ -1,4 +1,4 @@
-"""cohort.csv from a TCIA LGG-1p19qDeletion-style download and from BraTS-style folders."""
+"""cohort.csv from a TCIA LGG-1p19qDeletion-style download (BraTS family: test_datasets_brats.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk  # noqa: N813
 
 from DMIFLib.cohort import CohortError, read_cohort
-from DMIFLib.preprocessing.adapters import brats_cohort, read_labels, tcia_lgg_1p19q_cohort
+from DMIFLib.preprocessing.adapters import read_labels, tcia_lgg_1p19q_cohort
 
 
 def touch_image(path) -> None:
@@ -34,24 +34,8 @@ def test_tcia_layout_with_labels(tmp_path):
     assert cases["LGG-104"].roi.endswith("LGG-104_Seg.nii.gz")
 
 
-def test_brats_layouts(tmp_path):
-    root = tmp_path / "brats"
-    for name, suffixes in (("BraTS20_Training_001", ("_t1ce", "_t2", "_flair", "_seg", "_t1")),
-                           ("BraTS-GLI-00002-000", ("-t1c", "-t2w", "-t2f", "-seg", "-t1n"))):
-        for suffix in suffixes:
-            touch_image(root / name / f"{name}{suffix}.nii.gz")
-    out, skipped = brats_cohort(root, tmp_path / "cohort.csv")
-    cases = read_cohort(out)
-    assert [c.modalities for c in cases] == [("t1c", "t2w", "flair")] * 2 and not skipped
-    assert cases[0].images["t1c"].name == "BraTS-GLI-00002-000-t1c.nii.gz"
-    assert cases[1].roi.endswith("BraTS20_Training_001_seg.nii.gz")
-
-
-def test_bad_label_code_and_empty_folder(tmp_path):
+def test_bad_label_code(tmp_path):
     labels = tmp_path / "labels.csv"
     labels.write_text("Filename,1p/19q\nLGG-1,maybe\n", encoding="utf-8")
     with pytest.raises(CohortError, match=r"line 2 \(LGG-1\): 'maybe' is not a 1p/19q code"):
         read_labels(labels)
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(CohortError, match="no BraTS-style case folder"):
-        brats_cohort(tmp_path / "empty", tmp_path / "cohort.csv")

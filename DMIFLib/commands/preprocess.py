@@ -13,8 +13,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--cohort", help="cohort.csv (patient_id, t1c, t2w[, flair], roi, ...)")
     source.add_argument("--tcia", metavar="DIR", help="a TCIA LGG-1p19qDeletion download (one folder per patient)")
-    source.add_argument("--brats", metavar="DIR", help="BraTS-style case folders (<case>/<case>_t1ce.nii.gz, ...)")
+    source.add_argument("--brats", metavar="DIR",
+                        help="a BraTS 2018-2024, Kaggle BraTS 2020, UPENN-GBM or UCSF-PDGM download (searched "
+                             "recursively; see docs/preprocessing.md)")
     parser.add_argument("--labels", help="with --tcia/--brats: CSV of 1p/19q codes (Filename, 1p/19q) or 0/1")
+    parser.add_argument("--roi-labels", metavar="L,L,...",
+                        help="with --brats: the segmentation labels that form the tumour box, e.g. 1,2,4 (BraTS "
+                             "2018-2021, UPENN, UCSF) or 1,2,3 (BraTS 2023+, leaving out 4 = resection cavity in "
+                             "2024); default: every non-zero label")
     parser.add_argument("--adapt-only", action="store_true",
                         help="with --tcia/--brats: only write OUT/source_cohort.csv, do not preprocess")
     parser.add_argument("--out", required=True, help="output folder: cohort.csv, failures.tsv, cases/<patient>/")
@@ -36,6 +42,20 @@ def _progress_bar(event: dict) -> None:
     status = event["status"] + (f": {event['problem']}" if event.get("problem") else "")
     print(f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {event['patient_id']} {status}",
           file=sys.stderr, flush=True)
+
+
+def _brats_cohort(args: argparse.Namespace, out_csv):
+    """``--brats``: discover the cases, attach ``--labels`` (exact case id, else subject), write ``out_csv``."""
+    from DMIFLib.cohort import parse_roi_labels, write_cohort
+    from DMIFLib.datasets.brats import brats_family_cases
+    from DMIFLib.preprocessing.adapters import read_labels
+
+    cases, skipped = brats_family_cases(args.brats, parse_roi_labels(args.roi_labels or ""))
+    if args.labels:
+        labels = read_labels(args.labels, "label")
+        for case in cases:
+            case.label = labels.get(case.patient_id, labels.get(case.subject))
+    return write_cohort(cases, out_csv), skipped
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,17 +82,21 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError, TypeError) as error:
         print(f"dmif preprocess: settings: {error}", file=sys.stderr)
         return 2
+    if args.roi_labels and not args.brats:
+        print("dmif preprocess: --roi-labels goes with --brats (in a cohort.csv, use a roi_labels column)",
+              file=sys.stderr)
+        return 2
     cohort_csv = args.cohort
     if cohort_csv is None:
-        from DMIFLib.preprocessing.adapters import brats_cohort, tcia_lgg_1p19q_cohort
+        from DMIFLib.preprocessing.adapters import tcia_lgg_1p19q_cohort
 
         try:
             if args.tcia:
                 cohort_csv, skipped = tcia_lgg_1p19q_cohort(args.tcia, Path(args.out) / "source_cohort.csv",
                                                             args.labels)
             else:
-                cohort_csv, skipped = brats_cohort(args.brats, Path(args.out) / "source_cohort.csv", args.labels)
-        except (CohortError, OSError) as error:
+                cohort_csv, skipped = _brats_cohort(args, Path(args.out) / "source_cohort.csv")
+        except (CohortError, OSError, ValueError) as error:
             print(f"dmif preprocess: {error}", file=sys.stderr)
             return 2
         for reason in skipped:

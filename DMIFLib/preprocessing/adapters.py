@@ -1,6 +1,6 @@
-"""Build ``cohort.csv`` from public data layouts: a TCIA LGG-1p19qDeletion download and BraTS-style folders.
+"""Build ``cohort.csv`` from a TCIA LGG-1p19qDeletion download (BraTS-family folders: :mod:`DMIFLib.datasets.brats`).
 
-Both walk one folder per patient and pick each modality by its file or folder name (case-insensitive); a
+It walks one folder per patient and picks each modality by its file or folder name (case-insensitive); a
 patient missing T1C or the ROI is skipped and listed in the returned ``skipped`` list with the reason.
 
 - TCIA LGG-1p19qDeletion (NBIA Data Retriever: ``<root>/<patient>/<study>/<series>/*.dcm``, or NIfTI files
@@ -8,9 +8,6 @@ patient missing T1C or the ROI is skipped and listed in the returned ``skipped``
   not FLAIR), FLAIR and the tumour segmentation (``seg``, ``mask``, ``label``, ``roi``). The 1p/19q labels come
   from the collection's spreadsheet saved as CSV: a patient column (``Filename``/``patient_id``/``ID``) and a
   ``1p/19q`` column whose ``d/d`` (both arms deleted) is 1 and ``n/n``, ``n/d``, ``d/n`` are 0.
-- BraTS: ``<root>/<case>/<case>_t1ce.nii.gz, _t2.nii.gz, _flair.nii.gz, _seg.nii.gz`` (2018–2021) or
-  ``<case>-t1c.nii.gz, -t2w.nii.gz, -t2f.nii.gz, -seg.nii.gz`` (2023+); labels optional from a CSV
-  (patient column + a 0/1 or d/d-style column given by name).
 """
 
 from __future__ import annotations
@@ -29,7 +26,6 @@ _TCIA_PATTERNS = {
     "t1c": r"t1c|t1\W*\+\W*c|t1\W*post|post\W*(contrast|gad|gd)|\bgd\b|gad|mprage.*post|t1.*ce\b",
     "t2w": r"t2",
 }
-_BRATS_SUFFIXES = {"t1c": ("t1ce", "t1c"), "t2w": ("t2", "t2w"), "flair": ("flair", "t2f"), "roi": ("seg",)}
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -120,33 +116,4 @@ def tcia_lgg_1p19q_cohort(root: str | os.PathLike, out_csv: str | os.PathLike,
                                 str(found["roi"]), label=label))
     if not cases:
         raise CohortError(f"{root}: no usable patient ({'; '.join(skipped[:5]) or 'no patient folders'})")
-    return write_cohort(cases, out_csv), skipped
-
-
-def brats_cohort(root: str | os.PathLike, out_csv: str | os.PathLike, labels_csv: str | os.PathLike | None = None,
-                 label_column: str = "label") -> tuple[Path, list[str]]:
-    """Write ``out_csv`` for BraTS-style case folders under ``root``; returns (path, skipped)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise CohortError(f"{root}: folder not found")
-    labels = read_labels(labels_csv, label_column) if labels_csv else {}
-    cases, skipped = [], []
-    for case_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        found: dict[str, Path] = {}
-        for file in _image_files(case_dir):
-            stem = file.name.lower()
-            for suffix in _IMAGE_SUFFIXES:
-                stem = stem.removesuffix(suffix)
-            tag = re.split(r"[_-]", stem)[-1]
-            for key, tags in _BRATS_SUFFIXES.items():
-                if tag in tags and key not in found:
-                    found[key] = file
-        missing = [k for k in ("t1c", "roi") if k not in found]
-        if missing:
-            skipped.append(f"{case_dir.name}: no {' or '.join(missing)} file")
-            continue
-        cases.append(CohortCase(case_dir.name, {m: found[m] for m in ("t1c", "t2w", "flair") if m in found},
-                                str(found["roi"]), label=_find_label(labels, case_dir.name) if labels else None))
-    if not cases:
-        raise CohortError(f"{root}: no BraTS-style case folder ({'; '.join(skipped[:5]) or 'no sub-folders'})")
     return write_cohort(cases, out_csv), skipped
