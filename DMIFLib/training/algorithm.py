@@ -269,12 +269,14 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
     data = load_cohort_slices(cases, settings, progress, cancel, cache_dir=out / "slices", modalities=modalities)
     by_id = {p.patient_id: p for p in data}
     labels = {p.patient_id: p.label for p in data}
+    groups = {p.patient_id: p.subject or p.patient_id for p in data}  # a subject's timepoints stay on one side
     try:
         train_ids, test_ids = patient_split(labels, config.test_fraction, config.seed, {p.patient_id: p.split
-                                                                                         for p in data})
+                                                                                         for p in data}, groups)
     except ValueError as error:
         raise TrainingError(f"{cohort_csv}: {error}") from None
-    fit_ids, val_ids = validation_split({pid: labels[pid] for pid in train_ids}, config.val_fraction, config.seed)
+    fit_ids, val_ids = validation_split({pid: labels[pid] for pid in train_ids}, config.val_fraction, config.seed,
+                                        groups)
     sides = {**dict.fromkeys(fit_ids, "train"), **dict.fromkeys(val_ids, "val"), **dict.fromkeys(test_ids, "test")}
     atomic_write_text(out / SPLIT_NAME, _tsv(
         [{"patient_id": pid, "label": labels[pid], "split": sides[pid], "n_slices": by_id[pid].stack.n_slices}

@@ -21,12 +21,14 @@ if TYPE_CHECKING:
 
 @dataclass
 class PatientSlices:
-    """One labelled patient: its ``SliceStack`` (images[modality] (n, S, S) float32) and label (0/1)."""
+    """One labelled patient: its ``SliceStack`` (images[modality] (n, S, S) float32) and label (0/1); ``split``
+    and ``subject`` come from the cohort row."""
 
     patient_id: str
     label: int
     stack: SliceStack
     split: str | None = None
+    subject: str | None = None
 
 
 def _file_stamp(path: Path) -> list:
@@ -90,5 +92,5 @@ def load_cohort_slices(cohort: str | os.PathLike | Sequence[CohortCase], setting
             if path is not None:
                 stack.info = {**stack.info, "cache_key": key}
                 stack.save(path)
-        out.append(PatientSlices(case.patient_id, int(case.label), stack, case.split))
+        out.append(PatientSlices(case.patient_id, int(case.label), stack, case.split, case.subject))
     return out
