@@ -18,7 +18,7 @@ import csv
 import io
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from DMIFLib.atomic import atomic_write_text
@@ -103,6 +103,14 @@ class CohortCase:
 
     def roi_is_inline(self) -> bool:
         return self.roi.startswith(INLINE_ROI_PREFIXES)
+
+    def only(self, modalities: Sequence[str]) -> CohortCase:
+        """A copy with only ``modalities`` (e.g. a model's; the case must have them), so that a case's other images
+        are neither read nor allowed to change the reference grid. Raises :class:`CohortError` when one is missing."""
+        missing = [m for m in modalities if m not in self.images]
+        if missing:
+            raise CohortError(f"{self.patient_id}: no {', '.join(missing)} image (needed: {', '.join(modalities)})")
+        return replace(self, images={m: self.images[m] for m in modalities})
 
 
 def _resolve(value: str, base: Path) -> Path:

@@ -167,7 +167,7 @@ def predict_cohort(cohort_csv: str | os.PathLike, model_path: str | os.PathLike,
             raise RunCancelledError(f"prediction cancelled before case {case.patient_id}")
         if progress is not None:
             progress({"stage": "predict", "case": number, "cases": len(cases), "patient_id": case.patient_id})
-        stack = case_slices(case, model.settings)
+        stack = case_slices(case.only(model.modalities), model.settings)
         stack.patient_id = case.patient_id
         predictions.append(predict_stack(model, stack))
     out_dir = Path(out_dir)

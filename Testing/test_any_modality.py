@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from DMIFLib.cli import main
-from DMIFLib.cohort import CohortError, read_cohort
+from DMIFLib.cohort import CohortError, read_cohort, write_cohort
 from DMIFLib.inference import predict_cohort
 from DMIFLib.model_file import FUSED, load_model
 from DMIFLib.synth import synthesize_cohort
@@ -78,6 +78,18 @@ def test_single_modality_model_fused_is_its_dmif_net(single):
     rows = read_tsv(out)
     assert len(rows) == 8 and list(rows[0])[:3] == ["patient_id", "p_flair", "p_fused"]
     assert np.allclose([float(r["p_flair"]) for r in rows], [float(r["p_fused"]) for r in rows])
+
+
+def test_other_images_of_a_case_do_not_change_a_models_input(three, single, tmp_path):
+    """The FLAIR-only model on the T1C + FLAIR + T1 cohort: T1C is not read and is not the reference grid."""
+    cases = read_cohort(three[1])
+    flair_only = write_cohort([c.only(("flair",)) for c in cases], tmp_path / "flair_only.csv")
+    with_others = read_tsv(predict_cohort(three[1], single[2].model_path, tmp_path / "all", device="cpu"))
+    alone = read_tsv(predict_cohort(flair_only, single[2].model_path, tmp_path / "alone", device="cpu"))
+    assert [r["p_fused"] for r in with_others] == [r["p_fused"] for r in alone]
+    assert [r["n_slices"] for r in with_others] == [r["n_slices"] for r in alone]
+    with pytest.raises(CohortError, match=r"SYN001: no t2w image \(needed: flair, t2w\)"):
+        cases[0].only(("flair", "t2w"))
 
 
 def test_model_refuses_a_cohort_without_its_modalities(three, single, capsys):

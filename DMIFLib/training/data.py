@@ -72,6 +72,8 @@ def load_cohort_slices(cohort: str | os.PathLike | Sequence[CohortCase], setting
 
     cases = (read_cohort(cohort, require_labels=True, require_modalities=modalities)
              if isinstance(cohort, (str, os.PathLike)) else list(cohort))
+    if modalities:  # other images of a case are not read and do not pick the reference grid
+        cases = [case.only(modalities) for case in cases]
     cache = Path(cache_dir) if cache_dir is not None else None
     out = []
     for number, case in enumerate(cases, start=1):
