@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from pathlib import Path
 
 HELP = "preprocess a cohort (registration to T1C, N4, skull stripping, z-score) into a folder with QA and provenance"
 
@@ -44,7 +45,7 @@ def _progress_bar(event: dict) -> None:
           file=sys.stderr, flush=True)
 
 
-def _brats_cohort(args: argparse.Namespace, out_csv):
+def _brats_cohort(args: argparse.Namespace, out_csv: Path) -> tuple[Path, list[str]]:
     """``--brats``: discover the cases, attach ``--labels`` (exact case id, else subject), write ``out_csv``."""
     from DMIFLib.cohort import parse_roi_labels, write_cohort
     from DMIFLib.datasets.brats import brats_family_cases
@@ -60,7 +61,6 @@ def _brats_cohort(args: argparse.Namespace, out_csv):
 
 def run(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
     from DMIFLib.cohort import CohortError
     from DMIFLib.preprocessing.cohort_runner import preprocess_cohort
