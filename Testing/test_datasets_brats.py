@@ -199,3 +199,28 @@ def test_box_from_chosen_labels_only(tmp_path):
     assert np.allclose(everything.size_mm, 7.0) and np.allclose(tumour.size_mm, 2.0)
     with pytest.raises(PreprocessingError, match=r"no voxel with label 2 .*its values: 0, 1, 3, 4"):
         load_roi(str(path), label, labels=(2,))
+
+
+def test_brats_2023_tree_of_synthetic_heads_preprocesses(tmp_path):
+    """Discovery → `dmif preprocess --brats` runs every case through the pipeline (T1C is the reference)."""
+    import shutil
+
+    from DMIFLib.synth import synthesize_cohort
+
+    synth = read_cohort(synthesize_cohort(tmp_path / "synth", 2, seed=0, scale=0.4,
+                                          modalities=("t1c", "t2w", "flair", "t1")))
+    root = tmp_path / "ASNR-MICCAI-BraTS2023-GLI-Challenge-TrainingData"
+    for number, case in enumerate(synth):
+        case_id = f"BraTS-GLI-0000{number}-000"
+        for modality, tag in (("t1c", "t1c"), ("t1", "t1n"), ("t2w", "t2w"), ("flair", "t2f")):
+            (root / case_id).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(case.images[modality], root / case_id / f"{case_id}-{tag}.nii.gz")
+        shutil.copyfile(case.roi, root / case_id / f"{case_id}-seg.nii.gz")
+    out = tmp_path / "prep"
+    assert main(["preprocess", "--brats", str(root), "--out", str(out), "--no-n4", "--skull-strip", "none",
+                 "--no-qa", "--roi-labels", "1,2,3"]) == 0
+    prepared = read_cohort(out / "cohort.csv")
+    assert [c.patient_id for c in prepared] == ["BraTS-GLI-00000-000", "BraTS-GLI-00001-000"]
+    for case in prepared:
+        assert case.modalities == ("t1c", "t2w", "flair", "t1") and case.roi_labels == (1, 2, 3)
+        assert (out / "cases" / case.patient_id / "flair_to_t1c.tfm").is_file()
