@@ -115,7 +115,7 @@ def brats_family_cases(root: str | os.PathLike, roi_labels: Sequence[int] | None
                 mask_index[(case_id, key)].append(path)
     cases: list[CohortCase] = []
     skipped: list[str] = []
-    seen: dict[str, Path] = {}
+    seen: dict[str, str] = {}
     for folder, entries in scanned.items():
         if all(key in _MASK_KEYS for _, _, key in entries):
             continue
@@ -156,7 +156,7 @@ def brats_family_cases(root: str | os.PathLike, roi_labels: Sequence[int] | None
             skipped.append(f"{case_id}: no tumour segmentation (<id>_seg, _segm, _tumor_segmentation or "
                            f"_automated_approx_segm) in {where} or in a folder of segmentations under {root}")
             continue
-        seen[case_id] = folder.relative_to(root) if folder != root else Path(".")
+        seen[case_id] = where
         extra = {"subject": subject_of(case_id)}
         if "roi" not in chosen:
             extra["roi_source"] = "automated"
