@@ -1,10 +1,15 @@
 """The cohort table (``cohort.csv``): one row per patient.
 
-Columns: ``patient_id, t1c[, t2w][, flair], roi[, label][, split][, brain_mask]``; any other column is kept
-as-is in :attr:`CohortCase.extra`. Relative paths resolve against the CSV's folder. ``roi`` is a path to a
-tumour label image or to a Slicer Markups ROI (``.mrk.json``), or an inline box (see
-:mod:`DMIFLib.preprocessing.roi`). ``label`` is 0/1 (1 = marker present, e.g. 1p/19q co-deleted) or empty
-for cases to predict. ``split`` is ``train``/``test`` (optional; a patient-level split is made otherwise).
+Columns: ``patient_id``, one or more modality columns (:data:`MODALITIES`: ``t1c``, ``t2w``, ``flair``, ``t1``),
+``roi[, label][, split][, brain_mask]``; any other column is kept as-is in :attr:`CohortCase.extra`. Relative
+paths resolve against the CSV's folder. ``roi`` is a path to a tumour label image or to a Slicer Markups ROI
+(``.mrk.json``), or an inline box (see :mod:`DMIFLib.preprocessing.roi`). ``label`` is 0/1 (1 = marker present,
+e.g. 1p/19q co-deleted) or empty for cases to predict. ``split`` is ``train``/``test`` (optional; a patient-level
+split is made otherwise).
+
+Two optional extra columns have a meaning: ``subject`` groups rows that are timepoints of one patient (splits keep
+a subject's rows on one side; empty = the row's own ``patient_id``), and ``roi_labels`` (e.g. ``1,2,4``) names the
+label values of a label-image ROI that form the tumour box (empty = every non-zero voxel).
 """
 
 from __future__ import annotations
@@ -13,16 +18,22 @@ import csv
 import io
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from DMIFLib.atomic import atomic_write_text
 
-MODALITIES: tuple[str, ...] = ("t1c", "t2w", "flair")
-"""Known modality columns, in the order the multimodal net concatenates them."""
+MODALITIES: tuple[str, ...] = ("t1c", "t2w", "flair", "t1")
+"""Known modality columns, in the order training concatenates a cohort's modalities as the fused net's channels.
 
-REFERENCE_MODALITY = "t1c"
-"""Every modality is sampled on this modality's (registered) grid."""
+``t1`` (native, pre-contrast T1: BraTS ``t1``/``t1n``, UCSF/UPENN ``T1``) comes last, so that every cohort without
+it keeps the channel order it had before ``t1`` was known. A model file stores its own channel order (its
+``modalities`` list), which prediction follows whatever this order is.
+"""
+
+REFERENCE_PREFERENCE: tuple[str, ...] = ("t1c", "t1", "t2w", "flair")
+"""Every modality is sampled on the grid of the first of these that a case has: T1C when present (the paper's
+reference), else native T1 (the same 3-D T1 acquisition family), else T2W, else FLAIR."""
 
 INLINE_ROI_PREFIXES: tuple[str, ...] = ("ras:", "ijk:")
 """An ``roi`` value starting with one of these is an inline box, not a path."""
@@ -30,6 +41,29 @@ INLINE_ROI_PREFIXES: tuple[str, ...] = ("ras:", "ijk:")
 SPLITS = ("train", "test")
 _PATH_COLUMNS = (*MODALITIES, "roi", "brain_mask")
 _KNOWN_COLUMNS = ("patient_id", *MODALITIES, "roi", "label", "split", "brain_mask")
+
+
+def reference_modality(names: Iterable[str]) -> str:
+    """The reference modality among ``names`` (the first of :data:`REFERENCE_PREFERENCE` present; otherwise the
+    first name). Raises ``ValueError`` for an empty ``names``."""
+    names = list(names)
+    if not names:
+        raise ValueError("no modality given")
+    return next((m for m in REFERENCE_PREFERENCE if m in names), names[0])
+
+
+def parse_roi_labels(text: str) -> tuple[int, ...] | None:
+    """``"1,2,4"`` -> (1, 2, 4); empty -> None (every non-zero voxel). Raises ``ValueError`` for other text."""
+    parts = [p.strip() for p in text.replace(";", ",").split(",") if p.strip()]
+    if not parts:
+        return None
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"roi labels '{text}' are not comma-separated whole numbers (e.g. 1,2,4)") from None
+    if any(v <= 0 for v in values):
+        raise ValueError(f"roi labels '{text}' must be positive (0 is the background)")
+    return values
 
 
 class CohortError(ValueError):
@@ -52,8 +86,31 @@ class CohortCase:
     def modalities(self) -> tuple[str, ...]:
         return tuple(m for m in MODALITIES if m in self.images)
 
+    @property
+    def reference(self) -> str:
+        """The modality whose grid the others are resampled onto (:func:`reference_modality`)."""
+        return reference_modality(self.modalities)
+
+    @property
+    def subject(self) -> str:
+        """The patient this row is a timepoint of (the ``subject`` column; default: ``patient_id``)."""
+        return self.extra.get("subject") or self.patient_id
+
+    @property
+    def roi_labels(self) -> tuple[int, ...] | None:
+        """The label values that form the box (the ``roi_labels`` column), or None for every non-zero voxel."""
+        return parse_roi_labels(self.extra.get("roi_labels", ""))
+
     def roi_is_inline(self) -> bool:
         return self.roi.startswith(INLINE_ROI_PREFIXES)
+
+    def only(self, modalities: Sequence[str]) -> CohortCase:
+        """A copy with only ``modalities`` (e.g. a model's; the case must have them), so that a case's other images
+        are neither read nor allowed to change the reference grid. Raises :class:`CohortError` when one is missing."""
+        missing = [m for m in modalities if m not in self.images]
+        if missing:
+            raise CohortError(f"{self.patient_id}: no {', '.join(missing)} image (needed: {', '.join(modalities)})")
+        return replace(self, images={m: self.images[m] for m in modalities})
 
 
 def _resolve(value: str, base: Path) -> Path:
@@ -65,9 +122,10 @@ def read_cohort(csv_path: str | os.PathLike, require_labels: bool = False,
                 require_modalities: Sequence[str] = ()) -> list[CohortCase]:
     """Read and validate ``cohort.csv``.
 
-    Raises :class:`CohortError` naming the file, the row and the problem: a missing column, a duplicate
-    patient, a label other than 0/1, an unknown split, a missing modality that ``require_modalities`` asks
-    for. Files are not opened here (the preprocessing reports unreadable images per case).
+    Raises :class:`CohortError` naming the file, the row and the problem: a missing column, no modality column,
+    a row without any image, a duplicate patient, a label other than 0/1, an unknown split, a bad ``roi_labels``,
+    a missing modality that ``require_modalities`` (e.g. a model's modalities) asks for. Files are not opened
+    here (the preprocessing reports unreadable images per case).
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
@@ -76,12 +134,15 @@ def read_cohort(csv_path: str | os.PathLike, require_labels: bool = False,
     with open(csv_path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         header = [name.strip() for name in (reader.fieldnames or [])]
-        missing = [c for c in ("patient_id", REFERENCE_MODALITY, "roi") if c not in header]
+        missing = [c for c in ("patient_id", "roi") if c not in header]
         if missing:
             raise CohortError(f"{csv_path}: missing column(s) {', '.join(missing)}; found {', '.join(header)}")
-        for column in require_modalities:
-            if column not in header:
-                raise CohortError(f"{csv_path}: the model needs modality column '{column}', which is missing")
+        if not any(m in header for m in MODALITIES):
+            raise CohortError(f"{csv_path}: no modality column ({', '.join(MODALITIES)}); found {', '.join(header)}")
+        absent = [m for m in require_modalities if m not in header]
+        if absent:
+            raise CohortError(f"{csv_path}: the model needs modalities {', '.join(require_modalities)}; column(s) "
+                              f"{', '.join(absent)} missing (found {', '.join(m for m in MODALITIES if m in header)})")
         if require_labels and "label" not in header:
             raise CohortError(f"{csv_path}: a 'label' column (0/1) is needed for training or evaluation")
         cases: list[CohortCase] = []
@@ -96,8 +157,9 @@ def read_cohort(csv_path: str | os.PathLike, require_labels: bool = False,
                 raise CohortError(f"{where}: patient_id '{patient_id}' appears twice")
             seen.add(patient_id)
             images = {m: _resolve(row[m], base) for m in MODALITIES if row.get(m)}
-            if REFERENCE_MODALITY not in images:
-                raise CohortError(f"{where} ({patient_id}): empty '{REFERENCE_MODALITY}' path")
+            if not images:
+                raise CohortError(f"{where} ({patient_id}): no image path (columns "
+                                  f"{', '.join(m for m in MODALITIES if m in header)} are empty)")
             for column in require_modalities:
                 if column not in images:
                     raise CohortError(f"{where} ({patient_id}): empty '{column}' path, which the model needs")
@@ -117,6 +179,10 @@ def read_cohort(csv_path: str | os.PathLike, require_labels: bool = False,
             split = row.get("split") or None
             if split is not None and split not in SPLITS:
                 raise CohortError(f"{where} ({patient_id}): split '{split}' is not one of {', '.join(SPLITS)}")
+            try:
+                parse_roi_labels(row.get("roi_labels", ""))
+            except ValueError as error:
+                raise CohortError(f"{where} ({patient_id}): {error}") from None
             mask = row.get("brain_mask")
             cases.append(CohortCase(
                 patient_id=patient_id, images=images, roi=roi, label=label, split=split,

@@ -2,7 +2,8 @@
 
 Patient rule: a patient's probability for a modality is the **mean of its slice probabilities** under that
 modality's DMIF-Net; ``p_fused`` is the mean of the multimodal net's slice probabilities (its input is every
-modality's slice stacked as channels). ``prediction`` = 1 (marker present) when ``p_fused >= cutoff``, the
+modality's slice stacked as channels; a single-modality model's fused net is its one DMIF-Net, so ``p_fused``
+equals ``p_<modality>``). ``prediction`` = 1 (marker present) when ``p_fused >= cutoff``, the
 model file's cut-off.
 """
 
@@ -63,7 +64,9 @@ def predict_stack(model: LoadedModel, stack, batch_size: int = 64) -> CasePredic
     else:
         slices = {m: predict_proba(model.nets[m], x[:, i:i + 1], batch_size, model.device)
                   for i, m in enumerate(model.modalities)}
-        slices[FUSED] = predict_proba(model.nets[FUSED], x, batch_size, model.device)
+        single = len(model.modalities) == 1 and model.nets[FUSED] is model.nets[model.modalities[0]]
+        slices[FUSED] = (slices[model.modalities[0]] if single
+                         else predict_proba(model.nets[FUSED], x, batch_size, model.device))
     p_fused = float(np.mean(slices[FUSED]))
     return CasePrediction(
         patient_id=stack.patient_id, probabilities={m: float(np.mean(slices[m])) for m in model.modalities},
@@ -164,7 +167,7 @@ def predict_cohort(cohort_csv: str | os.PathLike, model_path: str | os.PathLike,
             raise RunCancelledError(f"prediction cancelled before case {case.patient_id}")
         if progress is not None:
             progress({"stage": "predict", "case": number, "cases": len(cases), "patient_id": case.patient_id})
-        stack = case_slices(case, model.settings)
+        stack = case_slices(case.only(model.modalities), model.settings)
         stack.patient_id = case.patient_id
         predictions.append(predict_stack(model, stack))
     out_dir = Path(out_dir)

@@ -7,7 +7,8 @@ Layout (a dict; loads with ``torch.load(weights_only=True)``)::
     modalities: ["t1c", "t2w", ...] in MODALITIES order (the fused net's input channel order)
     preprocessing: PreprocessSettings.to_dict() used for training (prediction reuses it)
     cutoff: decision threshold on p_fused (Youden's J on the training patients)
-    nets: {modality: {"spec", "state_dict"} (that modality's DMIF-Net), "fused": {...} (the multimodal net)}
+    nets: {modality: {"spec", "state_dict"} (that modality's DMIF-Net), "fused": {...} (the multimodal net)};
+        a single-modality model's "fused" entry is a copy of its modality's DMIF-Net, which loads as one shared net
     info: provenance (plain types: training preset, seed, cohort hash, metrics, ...)
 
 Net specs are the nets' ``spec()`` dicts, rebuilt with :func:`DMIFLib.nets.build_net`.
@@ -87,6 +88,12 @@ def save_model(path: str | os.PathLike, model: LoadedModel) -> Path:
     return path
 
 
+def _same_net(a: dict, b: dict) -> bool:
+    """True when two ``{"spec", "state_dict"}`` entries hold the same net and weights."""
+    return a["spec"] == b["spec"] and a["state_dict"].keys() == b["state_dict"].keys() and all(
+        torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
     """Read a model file and rebuild its nets on ``device`` (in eval mode).
 
@@ -121,6 +128,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
         nets: dict[str, nn.Module] = {}
         for name in (*modalities, FUSED):
             entry = content["nets"][name]
+            if name == FUSED and len(modalities) == 1 and _same_net(entry, content["nets"][modalities[0]]):
+                nets[FUSED] = nets[modalities[0]]  # single-modality model: nothing to fuse
+                continue
             net = build_net(entry["spec"])
             net.load_state_dict(entry["state_dict"])
             nets[name] = net.to(device).eval()

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from DMIFLib.cohort import CohortError, read_cohort, write_cohort
+from DMIFLib.cohort import CohortError, read_cohort, reference_modality, write_cohort
 
 
 def write(path: Path, text: str) -> Path:
@@ -33,6 +33,10 @@ def test_relative_paths_resolve_against_csv_folder_and_round_trip(tmp_path):
     ("patient_id,t1c\nP1,a.nii\n", "missing column(s) roi"),
     ("patient_id,t1c,roi,split\nP1,a.nii,r.nii,validation\n", "split 'validation'"),
     ("patient_id,t1c,roi\nP1,a.nii,\n", "empty 'roi'"),
+    ("patient_id,dwi,roi\nP1,a.nii,r.nii\n", "no modality column (t1c, t2w, flair, t1)"),
+    ("patient_id,t1c,flair,roi\nP1,,,r.nii\n", "(P1): no image path (columns t1c, flair are empty)"),
+    ("patient_id,t1c,roi,roi_labels\nP1,a.nii,r.nii,1;x\n", "roi labels '1;x' are not comma-separated"),
+    ("patient_id,t1c,roi,roi_labels\nP1,a.nii,r.nii,0\n", "must be positive"),
 ])
 def test_bad_rows_name_file_line_and_problem(tmp_path, body, message):
     csv_path = write(tmp_path / "bad.csv", body)
@@ -43,7 +47,20 @@ def test_bad_rows_name_file_line_and_problem(tmp_path, body, message):
 
 def test_required_modalities_and_labels(tmp_path):
     csv_path = write(tmp_path / "c.csv", "patient_id,t1c,roi,label\nP1,a.nii,r.nii,\n")
-    with pytest.raises(CohortError, match="modality column 't2w'"):
+    with pytest.raises(CohortError, match=r"the model needs modalities t2w; column\(s\) t2w missing \(found t1c\)"):
         read_cohort(csv_path, require_modalities=("t2w",))
     with pytest.raises(CohortError, match="empty label"):
         read_cohort(csv_path, require_labels=True)
+
+
+def test_any_modality_set_reference_subject_and_roi_labels(tmp_path):
+    csv_path = write(tmp_path / "c.csv", "patient_id,flair,t1,roi,subject,roi_labels\n"
+                                         "P1-100,f.nii,t.nii,r.nii,P1,\"1,2,3\"\nP2,f2.nii,,r.nii,,\n")
+    first, second = read_cohort(csv_path)
+    assert first.modalities == ("flair", "t1") and first.reference == "t1" and second.reference == "flair"
+    assert (first.subject, second.subject) == ("P1", "P2")  # empty subject: the row's own id
+    assert (first.roi_labels, second.roi_labels) == ((1, 2, 3), None)
+    again = read_cohort(write_cohort([first, second], tmp_path / "again.csv"))
+    assert [(c.subject, c.roi_labels, c.modalities) for c in again] == [("P1", (1, 2, 3), ("flair", "t1")),
+                                                                         ("P2", None, ("flair",))]
+    assert reference_modality(("t2w", "flair", "t1c")) == "t1c" and reference_modality(("flair", "t2w")) == "t2w"

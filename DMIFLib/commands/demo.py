@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     parser.add_argument("--scale", type=float, default=1.0, help="synthetic head size factor (0.5: faster, smaller)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per stage (default: the quick preset's)")
+    parser.add_argument("--modalities", default="t1c,t2w",
+                        help="modalities to simulate and train on, of t1c, t2w, flair, t1 (default t1c,t2w; one "
+                             "modality trains a single-modality model)")
 
 
 def _say(text: str) -> None:
@@ -31,8 +34,9 @@ def _say(text: str) -> None:
 
 
 def run_demo(out: Path, patients: int, seed: int, workers: int, device: str, scale: float = 1.0,
-             epochs: int | None = None) -> dict[str, Path]:
-    """Run the five steps in ``out``; returns the evaluation's tables (name -> path)."""
+             epochs: int | None = None, modalities: tuple[str, ...] = ("t1c", "t2w")) -> dict[str, Path]:
+    """Run the five steps in ``out`` with the synthetic ``modalities``; returns the evaluation's tables
+    (name -> path)."""
     from DMIFLib.cohort import read_cohort, write_cohort
     from DMIFLib.commands.train import print_progress
     from DMIFLib.evaluation.evaluate import evaluate_predictions
@@ -48,7 +52,7 @@ def run_demo(out: Path, patients: int, seed: int, workers: int, device: str, sca
         _say(f"reusing the synthetic cohort {synth_csv}")
     else:
         _say(f"1/5 synthesising {patients} patients")
-        synthesize_cohort(out / "synth", patients, seed, workers=workers, scale=scale)
+        synthesize_cohort(out / "synth", patients, seed, workers=workers, scale=scale, modalities=modalities)
     _say("2/5 preprocessing (registration, N4, skull strip, z-score)")
     prepared_csv = preprocess_cohort(synth_csv, out / "preprocessed", workers=workers, progress=lambda e: _say(
         f"preprocess {e['case']}/{e['cases']} {e['patient_id']} {e.get('status', '')}"))
@@ -72,13 +76,20 @@ def run_demo(out: Path, patients: int, seed: int, workers: int, device: str, sca
 
 def run(args: argparse.Namespace) -> int:
     from DMIFLib.evaluation.tables import read_tsv
+    from DMIFLib.synth.patient import check_modalities
     from DMIFLib.training import RunCancelledError
     from DMIFLib.training.errors import user_errors
 
     started = time.perf_counter()
     out = Path(args.out)
     try:
-        tables = run_demo(out, args.patients, args.seed, args.workers, args.device, args.scale, args.epochs)
+        modalities = check_modalities(tuple(m.strip() for m in args.modalities.split(",") if m.strip()))
+    except ValueError as error:
+        print(f"dmif demo: error: {error}", file=sys.stderr)
+        return 2
+    try:
+        tables = run_demo(out, args.patients, args.seed, args.workers, args.device, args.scale, args.epochs,
+                          modalities)
     except user_errors() as error:
         print(f"dmif demo: error: {error}", file=sys.stderr)
         return 2

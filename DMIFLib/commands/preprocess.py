@@ -16,7 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--tcia", metavar="DIR",
                         help="a TCIA LGG-1p19qDeletion download in any form (NBIA/TCIA retriever DICOM with the "
                              "SEG, 2017 DOI/ or NiFTiSegmentationsEdited/; searched recursively)")
-    source.add_argument("--brats", metavar="DIR", help="BraTS-style case folders (<case>/<case>_t1ce.nii.gz, ...)")
+    source.add_argument("--brats", metavar="DIR",
+                        help="a BraTS 2018-2024, Kaggle BraTS 2020, UPENN-GBM or UCSF-PDGM download (searched "
+                             "recursively; see docs/preprocessing.md)")
     parser.add_argument("--labels", metavar="FILE",
                         help="with --tcia/--brats: label sheet, .xlsx or CSV (any delimiter/encoding), e.g. "
                              "TCIA_LGG_cases_159.xlsx (Filename, 1p/19q = d/d or n/n)")
@@ -26,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-map", metavar="V=L,...",
                         help='label values to 0/1 or skip, added to the defaults (d/d=1, n/n=0, co-deletion=1, '
                              'relative co-deletion=1, intact=0, unknown=skip), e.g. "d/d=1,n/n=0"')
+    parser.add_argument("--roi-labels", metavar="L,L,...",
+                        help="with --brats: the segmentation labels that form the tumour box, e.g. 1,2,4 (BraTS "
+                             "2018-2021, UPENN, UCSF) or 1,2,3 (BraTS 2023+, leaving out 4 = resection cavity in "
+                             "2024); default: every non-zero label")
     parser.add_argument("--adapt-only", action="store_true",
                         help="with --tcia/--brats: only write OUT/source_cohort.csv, do not preprocess")
     parser.add_argument("--out", required=True, help="output folder: cohort.csv, failures.tsv, cases/<patient>/")
@@ -68,9 +74,10 @@ def _adapt(args: argparse.Namespace, out_dir: Path) -> Path:
 
         cases, skipped = tcia_cases(args.tcia, out_dir / "source_images")
     else:
-        from DMIFLib.preprocessing.adapters import brats_cases
+        from DMIFLib.cohort import parse_roi_labels
+        from DMIFLib.datasets.brats import brats_family_cases
 
-        cases, skipped = brats_cases(args.brats)
+        cases, skipped = brats_family_cases(args.brats, parse_roi_labels(args.roi_labels or ""))
     if sheet is not None:
         report = apply_labels(cases, sheet)
         cases, skipped = report.cases, skipped + report.skipped
@@ -108,11 +115,15 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError, TypeError) as error:
         print(f"dmif preprocess: settings: {error}", file=sys.stderr)
         return 2
+    if args.roi_labels and not args.brats:
+        print("dmif preprocess: --roi-labels goes with --brats (in a cohort.csv, use a roi_labels column)",
+              file=sys.stderr)
+        return 2
     cohort_csv = args.cohort
     if cohort_csv is None:
         try:
             cohort_csv = _adapt(args, Path(args.out))
-        except (CohortError, OSError) as error:
+        except (CohortError, OSError, ValueError) as error:
             print(f"dmif preprocess: {error}", file=sys.stderr)
             return 2
         print(cohort_csv)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "Write a synthetic phantom cohort (T1C, T2W, tumour label, texture-coded 0/1 label) and cohort.csv."
+HELP = ("Write a synthetic phantom cohort (T1C and T2W, or the --modalities asked for; tumour label, texture-coded "
+        "0/1 label) and cohort.csv.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", type=float, default=1.0,
                         help="shrink head, tumour and field of view (spacings unchanged), e.g. 0.5 for quick tests")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing cohort.csv in --out")
+    parser.add_argument("--modalities", default="t1c,t2w",
+                        help="comma-separated modalities to simulate, of t1c, t2w, flair, t1 (default t1c,t2w)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         csv_path = synthesize_cohort(args.out, args.patients, args.seed, workers=args.workers, progress=progress,
-                                     scale=args.scale, overwrite=args.overwrite)
+                                     scale=args.scale, overwrite=args.overwrite,
+                                     modalities=tuple(m.strip() for m in args.modalities.split(",") if m.strip()))
     except (FileExistsError, ValueError) as error:
         print(f"dmif synth: {error}", file=sys.stderr)
         return 2

@@ -4,8 +4,8 @@ Layout of ``out_dir``::
 
     cohort.csv           the input rows, pointing at the preprocessed volumes; column ``preprocessed`` = 1
     failures.tsv         patient_id, file, problem — one row per case that failed (header only when none)
-    cases/<patient>/     t1c.nii.gz, t2w.nii.gz[, flair.nii.gz]  z-scored float32 volumes on the T1C grid
-                         brain_mask.nii.gz, roi.* (a copy of the ROI file), <modality>_to_t1c.tfm
+    cases/<patient>/     t1c.nii.gz, t2w.nii.gz[, flair.nii.gz]  z-scored float32 volumes on the reference grid
+                         brain_mask.nii.gz, roi.* (a copy of the ROI file), <modality>_to_<reference>.tfm
                          provenance.json (parameters, versions, input hashes, timings, Mattes MI before/after)
                          qa_box.png (box over every modality), qa_registration_<modality>.png (checkerboard)
 
@@ -127,12 +127,13 @@ def preprocess_case(case: CohortCase, out_dir: str | os.PathLike, settings: Prep
                                  case=case.patient_id)
     case_dir = Path(out_dir) / "cases" / case_folder_name(case.patient_id)
     hashes = _hash_inputs(case)
-    reference_name = next(iter(case.modalities)) if "t1c" not in case.images else "t1c"
+    reference_name = case.reference
     try:
         space = roi_space(case, reference_name)
     except ValueError as error:
         raise PreprocessingError(str(error), case=case.patient_id) from None
-    roi_key = case.roi if case.roi_is_inline() else (f"{ROI_SPACE_COLUMN}:{space}" if space else "")
+    roi_key = ((case.roi if case.roi_is_inline() else (f"{ROI_SPACE_COLUMN}:{space}" if space else ""))
+               + (f"|labels={case.extra['roi_labels']}" if case.roi_labels else ""))
     key = cache_key(hashes, roi_key, settings.to_dict(), backend.name)
     cached = _cached(case_dir, key)
     if cached is not None:
@@ -143,7 +144,7 @@ def preprocess_case(case: CohortCase, out_dir: str | os.PathLike, settings: Prep
     mask = None
     if case.brain_mask is not None:
         mask = read_image(case.brain_mask, what="brain mask", case=case.patient_id)
-    box = load_roi(case.roi, images[reference_name], settings.margin_mm, case=case.patient_id)
+    box = load_roi(case.roi, images[reference_name], settings.margin_mm, case=case.patient_id, labels=case.roi_labels)
     lo, hi = box.ijk_bounds(images[reference_name])  # an ROI outside the image fails here, before the work
     read_s = time.perf_counter() - start
     prepared = preprocess_volumes(images, settings, mask, backend, case.patient_id)

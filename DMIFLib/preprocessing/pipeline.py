@@ -1,4 +1,5 @@
-"""The pipeline: images → registered, bias-corrected, skull-stripped, z-scored volumes on the T1C grid → slices.
+"""The pipeline: images → registered, bias-corrected, skull-stripped, z-scored volumes on the reference grid
+(T1C when present, see :func:`DMIFLib.cohort.reference_modality`) → slices.
 
 :func:`preprocess_volumes` runs the volume steps (the part ``dmif preprocess`` saves);
 :func:`image_slices` adds the ROI crop; :func:`case_slices` does both for a :class:`~DMIFLib.cohort.CohortCase`,
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk  # noqa: N813
 
-from DMIFLib.cohort import MODALITIES, REFERENCE_MODALITY, CohortCase
+from DMIFLib.cohort import MODALITIES, CohortCase, reference_modality
 from DMIFLib.preprocessing.backend import PreprocessingBackend, RegistrationResult, default_backend
 from DMIFLib.preprocessing.errors import PreprocessingError
 from DMIFLib.preprocessing.io import read_image
@@ -31,7 +32,8 @@ MIN_OVERLAP = 0.5
 
 @dataclass
 class PreprocessedVolumes:
-    """Every modality on the reference (T1C) grid, float32, after the steps ``settings`` asked for.
+    """Every modality on the reference grid (:func:`~DMIFLib.cohort.reference_modality`), float32, after the
+    steps ``settings`` asked for.
 
     ``mask`` is the brain mask (or the foreground mask when skull stripping is off), uint8 0/1.
     ``registrations[modality]`` holds each registered modality's result; ``stats`` the z-score statistics;
@@ -64,7 +66,7 @@ def _coverage(reference: sitk.Image, moving: sitk.Image, transform: sitk.Transfo
 def preprocess_volumes(images: Mapping[str, sitk.Image], settings: PreprocessSettings,
                        brain_mask: sitk.Image | None = None, backend: PreprocessingBackend | None = None,
                        case: str | None = None) -> PreprocessedVolumes:
-    """Register every modality to the reference (T1C, else the first modality), resample onto its grid, N4,
+    """Register every modality to the reference (T1C, else native T1, T2W, FLAIR), resample onto its grid, N4,
     skull strip, z-score. Images are SimpleITK images in LPS; the result is on the reference's grid.
 
     Raises :class:`PreprocessingError` (naming ``case``) for modalities that do not overlap, an unusable brain
@@ -74,7 +76,7 @@ def preprocess_volumes(images: Mapping[str, sitk.Image], settings: PreprocessSet
         raise PreprocessingError("no image given", case=case)
     backend = backend or default_backend()
     names = _ordered(images)
-    reference_name = REFERENCE_MODALITY if REFERENCE_MODALITY in images else names[0]
+    reference_name = reference_modality(names)
     reference = sitk.Cast(images[reference_name], sitk.sitkFloat32)
     timings: dict[str, float] = {}
     head = foreground_mask(reference)
@@ -143,25 +145,27 @@ def background_value(image: sitk.Image) -> float:
 
 
 def _box(roi: OrientedBox | sitk.Image | str, reference: sitk.Image, settings: PreprocessSettings,
-         case: str | None) -> OrientedBox:
+         case: str | None, roi_labels: tuple[int, ...] | None = None) -> OrientedBox:
     if isinstance(roi, OrientedBox):
         return roi
     if isinstance(roi, sitk.Image):
         try:
-            return OrientedBox.from_label(roi, settings.margin_mm)
+            return OrientedBox.from_label(roi, settings.margin_mm, values=roi_labels)
         except PreprocessingError as error:
             raise (error.with_case(case) if case else error) from None
-    return load_roi(roi, reference, settings.margin_mm, case=case)
+    return load_roi(roi, reference, settings.margin_mm, case=case, labels=roi_labels)
 
 
 def slices_from_volumes(prepared: Mapping[str, sitk.Image], roi: OrientedBox | sitk.Image | str,
                         settings: PreprocessSettings, reference: str | None = None,
-                        case: str | None = None) -> SliceStack:
-    """The ROI's slices from volumes already on one grid (``reference`` names it; default: first)."""
+                        case: str | None = None, roi_labels: tuple[int, ...] | None = None) -> SliceStack:
+    """The ROI's slices from volumes already on one grid (``reference`` names it; default:
+    :func:`~DMIFLib.cohort.reference_modality`). ``roi_labels``: the label values of a label-image ROI that form
+    the box (None: every non-zero voxel)."""
     names = _ordered(prepared)
-    reference_name = reference or (REFERENCE_MODALITY if REFERENCE_MODALITY in prepared else names[0])
+    reference_name = reference or reference_modality(names)
     ordered = {reference_name: prepared[reference_name], **{n: prepared[n] for n in names if n != reference_name}}
-    box = _box(roi, prepared[reference_name], settings, case)
+    box = _box(roi, prepared[reference_name], settings, case, roi_labels)
     try:
         stack = extract_slices(ordered, box, settings.slice_size, settings.resize_mode,
                                fill={n: background_value(v) for n, v in ordered.items()}, patient_id=case)
@@ -202,11 +206,11 @@ def case_slices(case: CohortCase, settings: PreprocessSettings, backend: Preproc
     """The slice stack of one cohort case: preprocessed volumes are only cropped; raw ones go through the steps."""
     images = read_case_images(case)
     if is_preprocessed(case):
-        return slices_from_volumes(images, case.roi, settings, case=case.patient_id)
+        return slices_from_volumes(images, case.roi, settings, case=case.patient_id, roi_labels=case.roi_labels)
     mask = None
     if case.brain_mask is not None:
         mask = read_image(case.brain_mask, what="brain mask", case=case.patient_id)
-    reference_name = REFERENCE_MODALITY if REFERENCE_MODALITY in images else _ordered(images)[0]
+    reference_name = case.reference
     try:
         space = roi_space(case, reference_name)
     except ValueError as error:
@@ -217,5 +221,6 @@ def case_slices(case: CohortCase, settings: PreprocessSettings, backend: Preproc
                                    prepared.volumes[prepared.reference], getattr(prepared.registrations.get(space),
                                                                                  "transform", None))
         return slices_from_volumes(prepared.volumes, label, settings, prepared.reference, case.patient_id)
-    box = load_roi(case.roi, images[reference_name], settings.margin_mm, case=case.patient_id)
+    box = load_roi(case.roi, images[reference_name], settings.margin_mm, case=case.patient_id,
+                   labels=case.roi_labels)
     return image_slices(images, box, settings, brain_mask=mask, backend=backend, case=case.patient_id)

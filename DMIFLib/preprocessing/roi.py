@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,15 +92,25 @@ class OrientedBox:
             raise PreprocessingError(str(error), file=path) from error
 
     @classmethod
-    def from_label(cls, label: sitk.Image, margin_mm: float = 0.0, file: object | None = None) -> OrientedBox:
-        """The bounding box of the non-zero voxels of ``label``, aligned with its grid, grown by ``margin_mm``.
+    def from_label(cls, label: sitk.Image, margin_mm: float = 0.0, file: object | None = None,
+                   values: Sequence[int] | None = None) -> OrientedBox:
+        """The bounding box of the non-zero voxels of ``label`` (or of the voxels whose value is in ``values``,
+        e.g. (1, 2, 4) for a BraTS tumour without a resection cavity), aligned with its grid, grown by ``margin_mm``.
 
         The box spans whole voxels (from the first voxel's lower edge to the last voxel's upper edge).
         """
         array = sitk.GetArrayViewFromImage(label)  # (k, j, i)
         if array.ndim != 3:
             raise PreprocessingError(f"the ROI label image is {array.ndim}-D; a 3-D label is needed", file=file)
-        nonzero = np.nonzero(array)
+        if values:
+            nonzero = np.nonzero(np.isin(array, np.asarray(values)))
+            if len(nonzero[0]) == 0:
+                present = np.unique(array)
+                raise PreprocessingError(f"the ROI label image has no voxel with label {', '.join(map(str, values))} "
+                                         f"(its values: {', '.join(str(v) for v in present[:10].tolist())})",
+                                         file=file)
+        else:
+            nonzero = np.nonzero(array)
         if len(nonzero[0]) == 0:
             raise PreprocessingError("the ROI label image is empty (no non-zero voxel)", file=file)
         lo = np.array([nonzero[2].min(), nonzero[1].min(), nonzero[0].min()], dtype=float)  # (i, j, k)
@@ -191,10 +202,12 @@ class OrientedBox:
         return json.dumps({"@schema": schema, "markups": [markup]}, indent=2)
 
 
-def load_roi(value: str, reference: sitk.Image, margin_mm: float = 0.0, case: str | None = None) -> OrientedBox:
+def load_roi(value: str, reference: sitk.Image, margin_mm: float = 0.0, case: str | None = None,
+             labels: Sequence[int] | None = None) -> OrientedBox:
     """A box from a cohort ``roi`` value: inline text, a ``.mrk.json`` file or a label image file.
 
-    ``margin_mm`` grows a label-derived box on every side (it does not apply to drawn or inline boxes).
+    ``margin_mm`` grows a label-derived box on every side (it does not apply to drawn or inline boxes);
+    ``labels`` picks the label values that form a label image's box (None: every non-zero voxel).
     """
     from DMIFLib.preprocessing.io import read_image
 
@@ -203,6 +216,7 @@ def load_roi(value: str, reference: sitk.Image, margin_mm: float = 0.0, case: st
             return OrientedBox.from_inline(value, reference)
         if value.lower().endswith(".json"):
             return OrientedBox.from_markups_json(value)
-        return OrientedBox.from_label(read_image(value, what="ROI label"), margin_mm=margin_mm, file=value)
+        return OrientedBox.from_label(read_image(value, what="ROI label"), margin_mm=margin_mm, file=value,
+                                      values=labels)
     except PreprocessingError as error:
         raise (error.with_case(case) if case else error) from None

@@ -13,7 +13,9 @@ from scipy.ndimage import gaussian_filter
 from DMIFLib.synth.anatomy import Phantom, Tissue
 from DMIFLib.synth.fields import WaveField, smooth_field
 
-# Mean intensity per tissue (WM ≈ 1). T1C: fat and enhancing rim bright, CSF dark; T2W: CSF, oedema, tumour bright.
+# Mean intensity per tissue (WM ≈ 1). T1C: fat and enhancing rim bright, CSF dark; T2W: CSF, oedema, tumour bright;
+# FLAIR: as T2W but with the free water (CSF, ventricles) suppressed, grey matter a little brighter than white;
+# native T1: as T1C without enhancement (the rim as dark as the tumour).
 CONTRAST: dict[str, dict[Tissue, float]] = {
     "t1c": {Tissue.AIR: 0.0, Tissue.SCALP: 0.55, Tissue.FAT: 1.35, Tissue.SKULL: 0.08, Tissue.CSF: 0.22,
             Tissue.GREY: 0.70, Tissue.WHITE: 1.0, Tissue.VENTRICLE: 0.20, Tissue.OEDEMA: 0.58,
@@ -21,8 +23,14 @@ CONTRAST: dict[str, dict[Tissue, float]] = {
     "t2w": {Tissue.AIR: 0.0, Tissue.SCALP: 0.65, Tissue.FAT: 0.95, Tissue.SKULL: 0.06, Tissue.CSF: 1.9,
             Tissue.GREY: 1.35, Tissue.WHITE: 1.0, Tissue.VENTRICLE: 2.0, Tissue.OEDEMA: 1.75,
             Tissue.TUMOUR: 1.55, Tissue.RIM: 1.45},
+    "flair": {Tissue.AIR: 0.0, Tissue.SCALP: 0.75, Tissue.FAT: 1.10, Tissue.SKULL: 0.05, Tissue.CSF: 0.12,
+              Tissue.GREY: 1.20, Tissue.WHITE: 1.0, Tissue.VENTRICLE: 0.10, Tissue.OEDEMA: 1.70,
+              Tissue.TUMOUR: 1.50, Tissue.RIM: 1.40},
+    "t1": {Tissue.AIR: 0.0, Tissue.SCALP: 0.55, Tissue.FAT: 1.35, Tissue.SKULL: 0.08, Tissue.CSF: 0.22,
+           Tissue.GREY: 0.70, Tissue.WHITE: 1.0, Tissue.VENTRICLE: 0.20, Tissue.OEDEMA: 0.60,
+           Tissue.TUMOUR: 0.62, Tissue.RIM: 0.62},
 }
-TEXTURE_AMPLITUDE = {"t1c": 0.16, "t2w": 0.12}
+TEXTURE_AMPLITUDE = {"t1c": 0.16, "t2w": 0.12, "flair": 0.12, "t1": 0.12}
 """Texture standard deviation relative to the tumour's mean intensity (multiplied by a per-patient factor)."""
 
 

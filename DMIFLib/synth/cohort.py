@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from DMIFLib.cohort import CohortCase, write_cohort
-from DMIFLib.synth.patient import FILES, make_patient
+from DMIFLib.synth.patient import DEFAULT_MODALITIES, FILES, check_modalities, make_patient
 
 
 class SynthCancelledError(RuntimeError):
@@ -45,11 +45,13 @@ def _foreign(folder: Path) -> list[Path]:
 
 def synthesize_cohort(out_dir: str | os.PathLike, n_patients: int, seed: int, workers: int = 1,
                       progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
-                      scale: float = 1.0, overwrite: bool = False) -> Path:
+                      scale: float = 1.0, overwrite: bool = False,
+                      modalities: tuple[str, ...] = DEFAULT_MODALITIES) -> Path:
     """Write ``n_patients`` synthetic patients and ``out_dir/cohort.csv``; returns the CSV path.
 
-    Each patient folder ``out_dir/SYNnnn/`` holds ``t1c.nii.gz``, ``t2w.nii.gz`` (int16), ``tumour_label.nii.gz``
-    (uint8 on the T1C grid), ``brain_mask.nii.gz`` and ``truth.json`` (texture draw, true T2W offset).
+    Each patient folder ``out_dir/SYNnnn/`` holds one int16 image per modality (``t1c.nii.gz``, ``t2w.nii.gz`` by
+    default; ``flair.nii.gz``, ``t1.nii.gz`` when ``modalities`` asks), ``tumour_label.nii.gz`` (uint8 on the
+    T1C grid), ``brain_mask.nii.gz`` and ``truth.json`` (texture draw, true offset of each non-T1C modality).
     Identical files for the same ``seed`` and ``scale``, whatever ``workers``. An existing ``cohort.csv``, or a
     patient folder holding other files, is only replaced with ``overwrite=True``; an interrupted run's folders
     are redone. ``progress`` receives ``{"stage": "synth", "done", "total", "patient_id"}`` after each patient;
@@ -57,6 +59,7 @@ def synthesize_cohort(out_dir: str | os.PathLike, n_patients: int, seed: int, wo
     """
     if n_patients < 2:
         raise ValueError(f"synthetic cohort: need at least 2 patients, got {n_patients}")
+    modalities = check_modalities(tuple(modalities))
     out_dir = Path(out_dir)
     csv_path = out_dir / "cohort.csv"
     width = max(3, len(str(n_patients)))
@@ -74,7 +77,7 @@ def synthesize_cohort(out_dir: str | os.PathLike, n_patients: int, seed: int, wo
     labels = balanced_labels(n_patients, label_rng)
     # The enhancing rim moves the tumour's mean and spread on T1C: balance it within each class.
     rims = balanced_within(labels, label_rng)
-    jobs = [(out_dir / pid, pid, int(lab), ss, scale, bool(rim))
+    jobs = [(out_dir / pid, pid, int(lab), ss, scale, bool(rim), modalities)
             for pid, lab, ss, rim in zip(ids, labels, patient_seeds, rims, strict=True)]
     results: dict[str, dict[str, Path]] = {}
 
@@ -101,6 +104,6 @@ def synthesize_cohort(out_dir: str | os.PathLike, n_patients: int, seed: int, wo
                     for future in pending:
                         future.cancel()
                     raise SynthCancelledError(f"synthetic cohort in {out_dir}: cancelled after {len(results)} patients")
-    cases = [CohortCase(patient_id=pid, images={"t1c": results[pid]["t1c"], "t2w": results[pid]["t2w"]},
+    cases = [CohortCase(patient_id=pid, images={m: results[pid][m] for m in modalities},
                         roi=str(results[pid]["roi"]), label=int(lab)) for pid, lab in zip(ids, labels, strict=True)]
     return write_cohort(cases, csv_path)

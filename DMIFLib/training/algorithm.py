@@ -8,8 +8,9 @@ weighting of its branches' logits fitted on the validation patients (:mod:`DMIFL
 weights are in ``run.json`` under ``fusion_init``).
 
 The model file keeps each modality's stage-2 DMIF-Net (for ``p_<modality>``) and the stage-3 net (for
-``p_fused``). The cut-off is Youden's on the training patients' ``p_fused`` (train + validation patients);
-metrics.tsv holds the held-out test patients only.
+``p_fused``); a single-modality model has no stage 3, its ``p_fused`` is its DMIF-Net's ``p_<modality>``.
+The cut-off is Youden's on the training patients' ``p_fused`` (train + validation patients); metrics.tsv holds
+the held-out test patients only.
 
 Run folder ``DIR``: ``model.pt``, ``history.tsv`` (one row per stage and epoch), ``metrics.tsv``,
 ``predictions.tsv`` + ``slice_predictions.tsv`` (test patients), ``split.tsv``, ``run.json`` (provenance),
@@ -78,9 +79,12 @@ def _sha256(path: Path) -> str:
 
 
 def stage_names(modalities: tuple[str, ...]) -> list[str]:
-    """Algorithm 1's stages in order, e.g. stage1/t1c/dfnet, stage1/t1c/minet, ..., stage2/t1c/dmifnet, stage3/fused."""
+    """Algorithm 1's stages in order, e.g. stage1/t1c/dfnet, stage1/t1c/minet, ..., stage2/t1c/dmifnet, stage3/fused.
+
+    A single-modality run has no stage 3: its fused net is the modality's stage-2 DMIF-Net (nothing to fuse).
+    """
     return ([f"stage1/{m}/{k}" for m in modalities for k in ("dfnet", "minet")]
-            + [f"stage2/{m}/dmifnet" for m in modalities] + ["stage3/fused"])
+            + [f"stage2/{m}/dmifnet" for m in modalities] + (["stage3/fused"] if len(modalities) > 1 else []))
 
 
 def _branch_spec(kind: str, config: TrainConfig) -> dict:
@@ -269,12 +273,14 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
     data = load_cohort_slices(cases, settings, progress, cancel, cache_dir=out / "slices", modalities=modalities)
     by_id = {p.patient_id: p for p in data}
     labels = {p.patient_id: p.label for p in data}
+    groups = {p.patient_id: p.subject or p.patient_id for p in data}  # a subject's timepoints stay on one side
     try:
         train_ids, test_ids = patient_split(labels, config.test_fraction, config.seed, {p.patient_id: p.split
-                                                                                         for p in data})
+                                                                                         for p in data}, groups)
     except ValueError as error:
         raise TrainingError(f"{cohort_csv}: {error}") from None
-    fit_ids, val_ids = validation_split({pid: labels[pid] for pid in train_ids}, config.val_fraction, config.seed)
+    fit_ids, val_ids = validation_split({pid: labels[pid] for pid in train_ids}, config.val_fraction, config.seed,
+                                        groups)
     sides = {**dict.fromkeys(fit_ids, "train"), **dict.fromkeys(val_ids, "val"), **dict.fromkeys(test_ids, "test")}
     atomic_write_text(out / SPLIT_NAME, _tsv(
         [{"patient_id": pid, "label": labels[pid], "split": sides[pid], "n_slices": by_id[pid].stack.n_slices}
@@ -331,9 +337,9 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
         run.timings[name] = run.timings.get(name, 0.0) + time.perf_counter() - stage_started
         run.save(None)
 
-    # The model: each modality's stage-2 DMIF-Net and the stage-3 multimodal net.
+    # The model: each modality's stage-2 DMIF-Net and the stage-3 multimodal net (one modality: its DMIF-Net).
     nets = {m: _rebuild(run.done[f"stage2/{m}/dmifnet"]) for m in modalities}
-    nets[FUSED] = _rebuild(run.done["stage3/fused"])
+    nets[FUSED] = _rebuild(run.done["stage3/fused"]) if len(modalities) > 1 else nets[modalities[0]]
     model = LoadedModel(nets={k: v.to(torch_device).eval() for k, v in nets.items()}, modalities=modalities,
                         marker=config.marker, settings=settings, cutoff=0.5, device=torch_device)
     if progress is not None:

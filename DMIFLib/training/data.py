@@ -21,12 +21,14 @@ if TYPE_CHECKING:
 
 @dataclass
 class PatientSlices:
-    """One labelled patient: its ``SliceStack`` (images[modality] (n, S, S) float32) and label (0/1)."""
+    """One labelled patient: its ``SliceStack`` (images[modality] (n, S, S) float32) and label (0/1); ``split``
+    and ``subject`` come from the cohort row."""
 
     patient_id: str
     label: int
     stack: SliceStack
     split: str | None = None
+    subject: str | None = None
 
 
 def _file_stamp(path: Path) -> list:
@@ -42,7 +44,8 @@ def cache_key(case: CohortCase, settings) -> str:
     files = [*(case.images[m] for m in case.modalities), *([case.brain_mask] if case.brain_mask else [])]
     if not case.roi_is_inline():
         files.append(Path(case.roi))
-    blob = json.dumps({"settings": settings.to_dict(), "files": [_file_stamp(f) for f in files], "roi": case.roi},
+    blob = json.dumps({"settings": settings.to_dict(), "files": [_file_stamp(f) for f in files], "roi": case.roi,
+                       **({"roi_labels": case.roi_labels} if case.roi_labels else {})},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -69,6 +72,8 @@ def load_cohort_slices(cohort: str | os.PathLike | Sequence[CohortCase], setting
 
     cases = (read_cohort(cohort, require_labels=True, require_modalities=modalities)
              if isinstance(cohort, (str, os.PathLike)) else list(cohort))
+    if modalities:  # other images of a case are not read and do not pick the reference grid
+        cases = [case.only(modalities) for case in cases]
     cache = Path(cache_dir) if cache_dir is not None else None
     out = []
     for number, case in enumerate(cases, start=1):
@@ -89,5 +94,5 @@ def load_cohort_slices(cohort: str | os.PathLike | Sequence[CohortCase], setting
             if path is not None:
                 stack.info = {**stack.info, "cache_key": key}
                 stack.save(path)
-        out.append(PatientSlices(case.patient_id, int(case.label), stack, case.split))
+        out.append(PatientSlices(case.patient_id, int(case.label), stack, case.split, case.subject))
     return out
