@@ -1,6 +1,7 @@
 """Agreement of DMIFLib.radiomics (MIRP) with pyradiomics on the real brain1 case, and its run time.
 
     PYTHONPATH=$PWD python bench/bench_radiomics_agreement.py [--pyradiomics-json FILE] [--no-wavelet]
+    PYTHONPATH=$PWD python bench/bench_radiomics_agreement.py --params seed001_mri   # run time only
 
 Prints Markdown tables: original-image features against pyradiomics' stored baseline
 (Testing/data/pyradiomics_brain1_baseline.csv, its settings: DMIFLib/radiomics/pyradiomics_baseline.json), and,
@@ -28,6 +29,8 @@ def main() -> int:
     parser.add_argument("--no-wavelet", action="store_true", help="original image only")
     parser.add_argument("--data", type=Path, default=DATA, help="folder with brain1_image.nrrd, brain1_label.nrrd")
     parser.add_argument("--save", type=Path, help="write the computed features here (JSON)")
+    parser.add_argument("--params", default="pyradiomics_baseline",
+                        help="parameter set or file; agreement tables only for pyradiomics_baseline (default)")
     args = parser.parse_args()
     if not (args.data / "brain1_image.nrrd").is_file():
         print(f"brain1 data not found in {args.data}", file=sys.stderr)
@@ -41,7 +44,7 @@ def main() -> int:
     from DMIFLib.radiomics.extractor import extract_features
     from DMIFLib.radiomics.params import load_params
 
-    params = load_params("pyradiomics_baseline")
+    params = load_params(args.params)
     if args.no_wavelet:
         params = dataclasses.replace(params, wavelet=None)
     image = sitk.ReadImage(str(args.data / "brain1_image.nrrd"))
@@ -54,6 +57,8 @@ def main() -> int:
     if args.save:
         args.save.write_text(json.dumps({"features": features}, indent=0), encoding="utf-8")
 
+    if args.params != "pyradiomics_baseline":
+        return 0
     baseline = read_baseline_csv(BASELINE)
     print(format_table(agreement_table(features, baseline), "DMIFLib.radiomics vs pyradiomics' stored baseline"))
     if args.pyradiomics_json:
