@@ -44,29 +44,29 @@ class ClassAgreement:
 
 
 def agreement_table(computed: Mapping[str, float], reference: Mapping[str, float]) -> list[ClassAgreement]:
-    """Per feature class of ``reference``: count features agreeing within rel. 1e-6 and 1e-3 (missing = inf)."""
+    """Per feature class of ``reference``: features missing from ``computed``, features agreeing within rel. 1e-6
+    and 1e-3, and the largest relative difference among the computed ones (NaN when none is computed)."""
     rows = []
     classes = sorted({key.split("_")[1] for key in reference}, key=lambda c: (*CLASS_ORDER, c).index(c))
     for feature_class in classes:
         keys = sorted(key for key in reference if key.split("_")[1] == feature_class)
-        diffs = {key: relative_difference(computed[key], reference[key]) if key in computed else math.inf
-                 for key in keys}
-        worst = max(keys, key=lambda key: diffs[key])
+        diffs = {key: relative_difference(computed[key], reference[key]) for key in keys if key in computed}
+        worst = max(diffs, key=lambda key: diffs[key]) if diffs else ""
         rows.append(ClassAgreement(
-            feature_class=feature_class, n_features=len(keys), n_missing=sum(key not in computed for key in keys),
+            feature_class=feature_class, n_features=len(keys), n_missing=len(keys) - len(diffs),
             n_within_1e6=sum(d <= 1e-6 for d in diffs.values()), n_within_1e3=sum(d <= 1e-3 for d in diffs.values()),
-            max_rel_diff=diffs[worst], worst_feature=worst))
+            max_rel_diff=diffs[worst] if diffs else math.nan, worst_feature=worst))
     return rows
 
 
 def format_table(rows: list[ClassAgreement], title: str) -> str:
     """Markdown table of ``agreement_table`` rows plus a total line."""
-    out = [f"**{title}**", "", "| class | n | missing | within 1e-6 | within 1e-3 | max rel. diff (feature) |",
+    out = [f"**{title}**", "", "| class | n | not computed | within 1e-6 | within 1e-3 | max rel. diff (feature) |",
            "|---|---|---|---|---|---|"]
     for r in rows:
         out.append(f"| {r.feature_class} | {r.n_features} | {r.n_missing} | {r.n_within_1e6} | {r.n_within_1e3} | "
-                   f"{r.max_rel_diff:.2e} ({r.worst_feature.split('_', 2)[2]}) |")
+                   f"{r.max_rel_diff:.2e} ({r.worst_feature.split('_', 2)[-1]}) |")
     out.append(f"| all | {sum(r.n_features for r in rows)} | {sum(r.n_missing for r in rows)} | "
                f"{sum(r.n_within_1e6 for r in rows)} | {sum(r.n_within_1e3 for r in rows)} | "
-               f"{max(r.max_rel_diff for r in rows):.2e} |")
+               f"{max((r.max_rel_diff for r in rows if r.worst_feature), default=math.nan):.2e} |")
     return "\n".join(out)

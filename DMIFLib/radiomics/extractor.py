@@ -170,6 +170,10 @@ def _image_type_features(image: sitk.Image, region: sitk.Image, mask_path: str, 
     if "firstorder" in classes:
         out.update(_shifted_energy(image, region, type_name, params.voxel_array_shift))
         out[f"{type_name}_firstorder_Kurtosis"] += 3.0
+    if "shape" in classes:
+        n_voxels = int(np.count_nonzero(sitk.GetArrayViewFromImage(region)))
+        for axis in ("MajorAxisLength", "MinorAxisLength", "LeastAxisLength"):
+            out[f"{type_name}_shape_{axis}"] *= math.sqrt((n_voxels - 1) / n_voxels)
     return out
 
 

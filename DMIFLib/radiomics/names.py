@@ -2,7 +2,8 @@
 
 MIRP names its features by IBSI abbreviation plus a settings suffix (``cm_contrast_d1_3d_avg_fbsp_w25.0``);
 ``MIRP_TO_PYRADIOMICS`` maps the stem before the suffix to ``(pyradiomics class, pyradiomics feature)``.
-Only pyradiomics' non-deprecated features of the seven classes seed 001 used are listed (107 per image type).
+Of pyradiomics' 107 non-deprecated features of the seven classes seed 001 used, 103 are mapped; the 4 in
+``NOT_COMPUTED`` are not: MIRP's features of the same name are other quantities (see docs/radiomics.md).
 """
 
 from __future__ import annotations
@@ -17,9 +18,6 @@ MIRP_TO_PYRADIOMICS: dict[str, tuple[str, str]] = {
     "morph_av": ("shape", "SurfaceVolumeRatio"),
     "morph_sphericity": ("shape", "Sphericity"),
     "morph_diam": ("shape", "Maximum3DDiameter"),
-    "morph_max_2d_diam_z": ("shape", "Maximum2DDiameterSlice"),
-    "morph_max_2d_diam_y": ("shape", "Maximum2DDiameterColumn"),
-    "morph_max_2d_diam_x": ("shape", "Maximum2DDiameterRow"),
     "morph_pca_maj_axis": ("shape", "MajorAxisLength"),
     "morph_pca_min_axis": ("shape", "MinorAxisLength"),
     "morph_pca_least_axis": ("shape", "LeastAxisLength"),
@@ -60,7 +58,6 @@ MIRP_TO_PYRADIOMICS: dict[str, tuple[str, str]] = {
     "cm_info_corr1": ("glcm", "Imc1"),
     "cm_info_corr2": ("glcm", "Imc2"),
     "cm_inv_diff_mom": ("glcm", "Idm"),
-    "cm_mcc": ("glcm", "MCC"),
     "cm_inv_diff_mom_norm": ("glcm", "Idmn"),
     "cm_inv_diff": ("glcm", "Id"),
     "cm_inv_diff_norm": ("glcm", "Idn"),
@@ -124,6 +121,13 @@ MIRP_TO_PYRADIOMICS: dict[str, tuple[str, str]] = {
     "ngt_busyness": ("ngtdm", "Busyness"),
     "ngt_complexity": ("ngtdm", "Complexity"),
     "ngt_strength": ("ngtdm", "Strength"),
+}
+NOT_COMPUTED: dict[str, str] = {
+    "shape_Maximum2DDiameterSlice": "MIRP's morph_max_2d_diam_z is the longest run of region voxels along z, "
+                                    "not the largest mesh-vertex distance in an axial plane",
+    "shape_Maximum2DDiameterColumn": "MIRP's morph_max_2d_diam_y: longest run of region voxels along y",
+    "shape_Maximum2DDiameterRow": "MIRP's morph_max_2d_diam_x: longest run of region voxels along x",
+    "glcm_MCC": "MIRP fills Haralick's Q matrix only where the GLCM is non-zero (4-27 % off on brain1)",
 }
 
 _SETTINGS_SUFFIX = re.compile(r"_(?:d\d[\d.]*|a\d[\d.]*|2\.5d|[23]d|fbsp|fbs|fbn)(?=_|$)")
