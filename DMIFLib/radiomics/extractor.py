@@ -4,9 +4,11 @@ The result is a flat ``{"<image type>_<class>_<Feature>": value}`` dict with pyr
 ``original_shape_MeshVolume`` (mm^3), ``wavelet-LHL_glcm_DifferenceEntropy``: the names the seed-001 paper reports.
 MIRP (IBSI-compliant) computes the matrices and features; this module prepares the image as pyradiomics does
 (normalisation, resampling, crop around the region, wavelet decompositions) and maps the names. Where MIRP and
-pyradiomics define a first-order feature differently, the pyradiomics definition is applied here:
-Kurtosis is not excess kurtosis (MIRP's + 3), and Energy, TotalEnergy and RootMeanSquared add
-``voxel_array_shift`` to the intensities (pyradiomics' voxelArrayShift) and are computed in float64.
+pyradiomics define a feature differently, the pyradiomics definition is applied here: Kurtosis is not excess
+kurtosis (MIRP's + 3); Energy, TotalEnergy and RootMeanSquared add ``voxel_array_shift`` to the intensities
+(pyradiomics' voxelArrayShift) and are computed in float64; the PCA axis lengths use the covariance over N voxels,
+not N - 1 (MIRP's x sqrt((N - 1) / N)). pyradiomics' Maximum2DDiameterSlice/Column/Row and glcm_MCC are not
+produced (``names.NOT_COMPUTED``: MIRP's features of those names are other quantities).
 """
 
 from __future__ import annotations
