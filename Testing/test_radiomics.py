@@ -59,6 +59,7 @@ def test_builtin_parameter_files_load_and_round_trip(tmp_path):
     path = tmp_path / "p.json"
     path.write_text(json.dumps(seed.to_dict()))
     assert load_params(path) == seed
+    assert dataclasses.replace(seed, description="") == RadiomicsParams()  # the dataclass defaults are the file's
 
 
 @pytest.mark.parametrize(("change", "message"), [

@@ -91,6 +91,9 @@ def extract_cohort_features(cases: Sequence[CohortCase], params: RadiomicsParams
             rows.append(row)
         except (PreprocessingError, RadiomicsError) as error:
             failures.append((case.patient_id, str(error)))
+        except (ValueError, RuntimeError) as error:  # SimpleITK or MIRP on an input they cannot use
+            first_line = (str(error).strip().splitlines() or [""])[0]
+            failures.append((case.patient_id, f"case {case.patient_id}: {type(error).__name__}: {first_line}"))
         if progress is not None:
             progress({"case": case.patient_id, "index": index + 1, "total": len(cases)})
     return rows, failures
