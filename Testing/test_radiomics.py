@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -205,6 +206,13 @@ def test_bad_input_is_a_one_line_error_naming_the_case(problem):
     with pytest.raises(RadiomicsError, match=match) as error:
         extract_features(image, mask, name="case P7 (t1c)")
     assert str(error.value).startswith("case P7 (t1c): ") and "\n" not in str(error.value)
+
+
+def test_missing_mirp_is_a_one_line_error(monkeypatch):
+    image, mask, _, _ = _image_and_mask()
+    monkeypatch.setitem(sys.modules, "mirp", None)  # as if mirp were not installed: its import fails
+    with pytest.raises(RadiomicsError, match=r"need the package mirp.*pip install mirp==2\.5\.0"):
+        extract_features(image, mask, dataclasses.replace(load_params(), wavelet=None))
 
 
 # -- cohort -------------------------------------------------------------------------------------------------

@@ -147,7 +147,11 @@ def _crop(volume: sitk.Image, region: sitk.Image, pad: int, name: str) -> tuple[
 def _image_type_features(image: sitk.Image, region: sitk.Image, mask_path: str, type_name: str,
                          classes: list[str], params: RadiomicsParams, tmp: str) -> dict[str, float]:
     """One MIRP call on one (filtered) image; returns pyradiomics-named features of ``classes``."""
-    from mirp import extract_features as mirp_extract_features
+    try:
+        from mirp import extract_features as mirp_extract_features
+    except ImportError:
+        raise RadiomicsError("radiomics features need the package mirp, which is not installed "
+                             "(pip install mirp==2.5.0)") from None
 
     image_path = str(Path(tmp) / "image.nrrd")
     sitk.WriteImage(image, image_path)
