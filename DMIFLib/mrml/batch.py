@@ -88,8 +88,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["--"]:  # Slicer --python-script passes what follows '--' through
         argv = argv[1:]
     args = build_parser().parse_args(argv)
+    from DMIFLib.training.errors import user_errors
+
     try:
         run(args)
+    except (*user_errors(), FileExistsError) as error:  # the user's input: exit 2, as `dmif` does
+        print(f"DMIFBatch: error: {error}", file=sys.stderr)
+        return 2
     except (OSError, ValueError, RuntimeError) as error:  # CohortError, PreprocessingError, ModelFileError, ...
         print(f"DMIFBatch: error: {error}", file=sys.stderr)
         return 1
