@@ -111,7 +111,7 @@ def _rename_columns(header: list[str], csv_path: Path) -> dict[str, str]:
             raise CohortError(f"{csv_path}: column '{name}' looks like modality '{modality}' but is not its name; "
                               f"rename it to '{modality}' (known columns: {', '.join(_KNOWN_COLUMNS)})")
     targets = [rename.get(name, name) for name in header]
-    doubled = sorted({t for t in targets if targets.count(t) > 1})
+    doubled = sorted({t for t in targets if t and targets.count(t) > 1})  # unnamed columns: trailing commas
     if doubled:
         raise CohortError(f"{csv_path}: column(s) {', '.join(doubled)} appear more than once "
                           "(column names are matched without regard to case)")
@@ -178,7 +178,7 @@ def read_cohort(csv_path: str | os.PathLike, require_labels: bool = False,
         if not any(f.strip() for f in fields):
             continue  # a blank line
         fields = _join_split_inline_roi(fields, header) or fields
-        row = {k: (v or "").strip() for k, v in zip(header, fields, strict=False)}
+        row = {k: (v or "").strip() for k, v in zip(header, fields, strict=False) if k}
         where = f"{csv_path}, line {line_number}"
         patient_id = row.get("patient_id", "")
         if not patient_id:

@@ -150,10 +150,10 @@ def predict_cohort(cohort_csv: str | os.PathLike, model_path: str | os.PathLike,
     """Predict every patient of a cohort; returns ``out_dir/predictions.tsv`` (also writes slice_predictions.tsv).
 
     Cases are preprocessed with the model file's settings (``case_slices`` reuses a cohort that
-    ``dmif preprocess`` already processed; such a cohort must have been made with the model's settings,
-    which its cases' provenance tells, else ``CohortError``). ``progress`` gets ``{"stage": "predict", "case", "cases",
-    "patient_id"}`` per case; ``cancel`` is checked before each case. Both tables are written atomically
-    at the end. Raises ``CohortError`` / ``PreprocessingError`` / ``ModelFileError`` naming the file or case.
+    ``dmif preprocess`` already processed; its cases' provenance must show the model's settings, else
+    ``CohortError``). ``progress`` gets ``{"stage": "predict", "case", "cases", "patient_id"}`` per case;
+    ``cancel`` is checked before each case. Both tables are written atomically at the end. Raises
+    ``CohortError`` / ``PreprocessingError`` / ``ModelFileError`` naming the file or case.
     """
     from DMIFLib.cohort import read_cohort
     from DMIFLib.preprocessing.cohort_settings import check_model_settings

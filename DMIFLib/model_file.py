@@ -122,7 +122,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a damaged file can fail anywhere inside the unpickler
-        raise ModelFileError(f"{path}: not a readable model file ({type(error).__name__}: {error})") from None
+        first = (str(error).strip().splitlines() or [""])[0]  # torch's unpickler messages run to many lines
+        raise ModelFileError(f"{path}: not a readable model file ({type(error).__name__}: {first})") from None
     if not isinstance(content, dict) or content.get("format") != MODEL_FORMAT:
         raise ModelFileError(f"{path}: not a DMIF model file (no 'format: {MODEL_FORMAT}' entry)")
     version = content.get("format_version")

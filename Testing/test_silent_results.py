@@ -355,3 +355,10 @@ def test_batch_exits_2_for_user_errors(raw_cohort, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith("DMIFBatch: error: ") and "label '7' is not 0 or 1" in err[0]
     assert "model file not found" in err[1] and "Traceback" not in "".join(err)
+
+
+def test_unnamed_trailing_columns_are_ignored(tmp_path):
+    table = tmp_path / "cohort.csv"
+    table.write_text("patient_id,t1c,roi,label,,\nP1,a.nii.gz,r.nii.gz,1,,\n", encoding="utf-8")
+    (case,) = read_cohort(table)
+    assert case.label == 1 and case.extra == {}

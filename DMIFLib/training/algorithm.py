@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -47,6 +47,9 @@ from DMIFLib.training.scattering_stage import cached_minet_data
 from DMIFLib.training.split import patient_split, validation_split
 from DMIFLib.training.stacking import weight_branches_from_validation
 from DMIFLib.training.stage import SliceSet, epoch_seed, fit
+
+if TYPE_CHECKING:
+    from DMIFLib.preprocessing.settings import PreprocessSettings
 
 MODEL_NAME = "model.pt"
 HISTORY_NAME = "history.tsv"
@@ -228,7 +231,7 @@ def _prepare_out_dir(out: Path, resume: bool) -> dict | None:
     return None
 
 
-def training_settings(config: TrainConfig, cohort: dict[str, Any] | None, cohort_csv: Path):
+def training_settings(config: TrainConfig, cohort: dict[str, Any] | None, cohort_csv: Path) -> PreprocessSettings:
     """The ``PreprocessSettings`` the model records: the cohort's own (from its cases' provenance, see
     :mod:`DMIFLib.preprocessing.cohort_settings`) when it is preprocessed, else the defaults, updated by
     ``config.preprocessing`` and ``config.slice_size``.
