@@ -128,7 +128,8 @@ def _join_split_inline_roi(fields: list[str], header: list[str]) -> list[str] | 
     if not parts[0].strip().startswith(INLINE_ROI_PREFIXES):
         return None
     try:
-        [float(parts[0].strip()[4:]), *(float(p) for p in parts[1:])]
+        for part in (parts[0].strip()[4:], *parts[1:]):
+            float(part)
     except ValueError:
         return None
     return [*fields[:at], ",".join(p.strip() for p in parts), *fields[at + 6:]]
