@@ -14,9 +14,11 @@ label values of a label-image ROI that form the tumour box (empty = every non-ze
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,6 +43,9 @@ INLINE_ROI_PREFIXES: tuple[str, ...] = ("ras:", "ijk:")
 SPLITS = ("train", "test")
 _PATH_COLUMNS = (*MODALITIES, "roi", "brain_mask")
 _KNOWN_COLUMNS = ("patient_id", *MODALITIES, "roi", "label", "split", "brain_mask")
+_MODALITY_ALIASES = {"t1c": ("t1ce", "t1gd", "t1post", "t1contrast", "t1wce", "t1cgd"),
+                     "t2w": ("t2", "t2weighted"), "flair": ("t2flair", "flairt2")}
+"""Lower-case, letters-and-digits-only spellings of a modality column that are refused as likely typos."""
 
 
 def reference_modality(names: Iterable[str]) -> str:
@@ -118,77 +123,171 @@ def _resolve(value: str, base: Path) -> Path:
     return path if path.is_absolute() else (base / path).resolve()
 
 
+def _decode(csv_path: Path) -> str:
+    """The table's text: UTF-8 (with or without BOM), UTF-16 with BOM, else Windows-1252 (Excel's "CSV")."""
+    try:
+        data = csv_path.read_bytes()
+    except OSError as error:
+        raise CohortError(f"{csv_path}: cannot read the cohort file ({error.strerror or error})") from None
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encodings = ("utf-16",)
+    else:
+        encodings = ("utf-8-sig", "cp1252")
+    for encoding in encodings:
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise CohortError(f"{csv_path}: not a text file in UTF-8, UTF-16 or Windows-1252; save it as UTF-8 CSV")
+
+
+def _modality_typo(column: str) -> str | None:
+    """The modality an unknown column name probably means (``T2``, ``t2_w``, ``T1CE``), or None."""
+    key = re.sub(r"[^a-z0-9]", "", column.lower())
+    for modality in MODALITIES:
+        if key == modality or key in _MODALITY_ALIASES.get(modality, ()):
+            return modality
+    return None
+
+
+def _rename_columns(header: list[str], csv_path: Path) -> dict[str, str]:
+    """Map of header name -> known column name for names that differ only in case (``T2W``, ``Flair``).
+
+    Raises :class:`CohortError` for an unknown column that looks like a modality (``t2``, ``T1CE``), which would
+    otherwise be dropped silently, and for two columns that mean the same known column.
+    """
+    rename = {}
+    for name in header:
+        if name in _KNOWN_COLUMNS:
+            continue
+        if name.lower() in _KNOWN_COLUMNS:
+            rename[name] = name.lower()
+            continue
+        modality = _modality_typo(name)
+        if modality is not None:
+            raise CohortError(f"{csv_path}: column '{name}' looks like modality '{modality}' but is not its name; "
+                              f"rename it to '{modality}' (known columns: {', '.join(_KNOWN_COLUMNS)})")
+    targets = [rename.get(name, name) for name in header]
+    doubled = sorted({t for t in targets if t and targets.count(t) > 1})  # unnamed columns: trailing commas
+    if doubled:
+        raise CohortError(f"{csv_path}: column(s) {', '.join(doubled)} appear more than once "
+                          "(column names are matched without regard to case)")
+    return rename
+
+
+def _join_split_inline_roi(fields: list[str], header: list[str]) -> list[str] | None:
+    """An unquoted inline box (``ras:1,2,3,4,5,6`` split by the CSV commas into 6 fields) joined back, when the row
+    has exactly the 5 extra fields that the split made and they are numbers; None otherwise."""
+    if "roi" not in header or len(fields) != len(header) + 5:
+        return None
+    at = header.index("roi")
+    parts = fields[at:at + 6]
+    if not parts[0].strip().startswith(INLINE_ROI_PREFIXES):
+        return None
+    try:
+        for part in (parts[0].strip()[4:], *parts[1:]):
+            float(part)
+    except ValueError:
+        return None
+    return [*fields[:at], ",".join(p.strip() for p in parts), *fields[at + 6:]]
+
+
+def _inline_roi_problem(roi: str) -> str | None:
+    """Why an inline ``roi`` value is unusable, for a value that the CSV commas cut short, else None."""
+    numbers = [v for v in roi[4:].replace(";", ",").split(",") if v.strip()]
+    if len(numbers) >= 6:
+        return None
+    return (f"inline ROI '{roi}' has {len(numbers)} of 6 numbers: the commas of an inline box split it into "
+            f"several CSV columns; quote it (\"{roi[:4]}X,Y,Z,SX,SY,SZ\") or separate the numbers with ';'")
+
+
 def read_cohort(csv_path: str | os.PathLike, require_labels: bool = False,
                 require_modalities: Sequence[str] = ()) -> list[CohortCase]:
-    """Read and validate ``cohort.csv``.
+    """Read and validate ``cohort.csv`` (UTF-8, UTF-16 with BOM, or Windows-1252 text).
 
-    Raises :class:`CohortError` naming the file, the row and the problem: a missing column, no modality column,
-    a row without any image, a duplicate patient, a label other than 0/1, an unknown split, a bad ``roi_labels``,
-    a missing modality that ``require_modalities`` (e.g. a model's modalities) asks for. Files are not opened
-    here (the preprocessing reports unreadable images per case).
+    Raises :class:`CohortError` naming the file, the row and the problem: an unreadable file, a missing column,
+    no modality column, a column that looks like a misspelt modality (``t2``, ``T1CE``; a known name in other
+    case, ``T2W``, is accepted), a row without any image, a duplicate patient, a label other than 0/1, an unknown
+    split, a bad ``roi_labels``, an inline box cut by unquoted commas, a missing modality that
+    ``require_modalities`` (e.g. a model's modalities) asks for. Image files are not opened here (the
+    preprocessing reports unreadable images per case).
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise CohortError(f"{csv_path}: cohort file not found")
     base = csv_path.resolve().parent
-    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        header = [name.strip() for name in (reader.fieldnames or [])]
-        missing = [c for c in ("patient_id", "roi") if c not in header]
-        if missing:
-            raise CohortError(f"{csv_path}: missing column(s) {', '.join(missing)}; found {', '.join(header)}")
-        if not any(m in header for m in MODALITIES):
-            raise CohortError(f"{csv_path}: no modality column ({', '.join(MODALITIES)}); found {', '.join(header)}")
-        absent = [m for m in require_modalities if m not in header]
-        if absent:
-            raise CohortError(f"{csv_path}: the model needs modalities {', '.join(require_modalities)}; column(s) "
-                              f"{', '.join(absent)} missing (found {', '.join(m for m in MODALITIES if m in header)})")
-        if require_labels and "label" not in header:
-            raise CohortError(f"{csv_path}: a 'label' column (0/1) is needed for training or evaluation")
-        cases: list[CohortCase] = []
-        seen: set[str] = set()
-        for line_number, raw in enumerate(reader, start=2):
-            row = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
-            where = f"{csv_path}, line {line_number}"
-            patient_id = row.get("patient_id", "")
-            if not patient_id:
-                raise CohortError(f"{where}: empty patient_id")
-            if patient_id in seen:
-                raise CohortError(f"{where}: patient_id '{patient_id}' appears twice")
-            seen.add(patient_id)
-            images = {m: _resolve(row[m], base) for m in MODALITIES if row.get(m)}
-            if not images:
-                raise CohortError(f"{where} ({patient_id}): no image path (columns "
-                                  f"{', '.join(m for m in MODALITIES if m in header)} are empty)")
-            for column in require_modalities:
-                if column not in images:
-                    raise CohortError(f"{where} ({patient_id}): empty '{column}' path, which the model needs")
-            roi = row.get("roi", "")
-            if not roi:
-                raise CohortError(f"{where} ({patient_id}): empty 'roi' (a label image, a .mrk.json or an inline box)")
-            if not roi.startswith(INLINE_ROI_PREFIXES):
-                roi = str(_resolve(roi, base))
-            label_text = row.get("label", "")
-            label: int | None = None
-            if label_text:
-                if label_text not in ("0", "1", "0.0", "1.0"):
-                    raise CohortError(f"{where} ({patient_id}): label '{label_text}' is not 0 or 1")
-                label = int(float(label_text))
-            elif require_labels:
-                raise CohortError(f"{where} ({patient_id}): empty label; training and evaluation need 0 or 1")
-            split = row.get("split") or None
-            if split is not None and split not in SPLITS:
-                raise CohortError(f"{where} ({patient_id}): split '{split}' is not one of {', '.join(SPLITS)}")
-            try:
-                parse_roi_labels(row.get("roi_labels", ""))
-            except ValueError as error:
-                raise CohortError(f"{where} ({patient_id}): {error}") from None
-            mask = row.get("brain_mask")
-            cases.append(CohortCase(
-                patient_id=patient_id, images=images, roi=roi, label=label, split=split,
-                brain_mask=_resolve(mask, base) if mask else None,
-                extra={k: v for k, v in row.items() if k not in _KNOWN_COLUMNS},
-            ))
+    try:
+        rows = list(csv.reader(io.StringIO(_decode(csv_path), newline="")))
+    except csv.Error as error:
+        raise CohortError(f"{csv_path}: not a readable CSV table ({error})") from None
+    raw_header = [name.strip() for name in (rows[0] if rows else [])]
+    rename = _rename_columns(raw_header, csv_path)
+    header = [rename.get(name, name) for name in raw_header]
+    missing = [c for c in ("patient_id", "roi") if c not in header]
+    if missing:
+        raise CohortError(f"{csv_path}: missing column(s) {', '.join(missing)}; found {', '.join(raw_header)}")
+    if not any(m in header for m in MODALITIES):
+        raise CohortError(f"{csv_path}: no modality column ({', '.join(MODALITIES)}); found {', '.join(raw_header)}")
+    absent = [m for m in require_modalities if m not in header]
+    if absent:
+        raise CohortError(f"{csv_path}: the model needs modalities {', '.join(require_modalities)}; column(s) "
+                          f"{', '.join(absent)} missing (found {', '.join(m for m in MODALITIES if m in header)})")
+    if require_labels and "label" not in header:
+        raise CohortError(f"{csv_path}: a 'label' column (0/1) is needed for training or evaluation")
+    cases: list[CohortCase] = []
+    seen: set[str] = set()
+    for line_number, fields in enumerate(rows[1:], start=2):
+        if not any(f.strip() for f in fields):
+            continue  # a blank line
+        fields = _join_split_inline_roi(fields, header) or fields
+        row = {k: (v or "").strip() for k, v in zip(header, fields, strict=False) if k}
+        where = f"{csv_path}, line {line_number}"
+        patient_id = row.get("patient_id", "")
+        if not patient_id:
+            raise CohortError(f"{where}: empty patient_id")
+        if patient_id in seen:
+            raise CohortError(f"{where}: patient_id '{patient_id}' appears twice")
+        seen.add(patient_id)
+        images = {m: _resolve(row[m], base) for m in MODALITIES if row.get(m)}
+        if not images:
+            raise CohortError(f"{where} ({patient_id}): no image path (columns "
+                              f"{', '.join(m for m in MODALITIES if m in header)} are empty)")
+        for column in require_modalities:
+            if column not in images:
+                raise CohortError(f"{where} ({patient_id}): empty '{column}' path, which the model needs")
+        roi = row.get("roi", "")
+        if not roi:
+            raise CohortError(f"{where} ({patient_id}): empty 'roi' (a label image, a .mrk.json or an inline box)")
+        if roi.startswith(INLINE_ROI_PREFIXES):
+            problem = _inline_roi_problem(roi)
+            if problem:
+                raise CohortError(f"{where} ({patient_id}): {problem}")
+        else:
+            roi = str(_resolve(roi, base))
+        if any(f.strip() for f in fields[len(header):]):
+            raise CohortError(f"{where} ({patient_id}): {len(fields)} fields but {len(header)} columns; quote "
+                              "values that contain commas")
+        label_text = row.get("label", "")
+        label: int | None = None
+        if label_text:
+            if label_text not in ("0", "1", "0.0", "1.0"):
+                raise CohortError(f"{where} ({patient_id}): label '{label_text}' is not 0 or 1")
+            label = int(float(label_text))
+        elif require_labels:
+            raise CohortError(f"{where} ({patient_id}): empty label; training and evaluation need 0 or 1")
+        split = row.get("split") or None
+        if split is not None and split not in SPLITS:
+            raise CohortError(f"{where} ({patient_id}): split '{split}' is not one of {', '.join(SPLITS)}")
+        try:
+            parse_roi_labels(row.get("roi_labels", ""))
+        except ValueError as error:
+            raise CohortError(f"{where} ({patient_id}): {error}") from None
+        mask = row.get("brain_mask")
+        cases.append(CohortCase(
+            patient_id=patient_id, images=images, roi=roi, label=label, split=split,
+            brain_mask=_resolve(mask, base) if mask else None,
+            extra={k: v for k, v in row.items() if k not in _KNOWN_COLUMNS},
+        ))
     if not cases:
         raise CohortError(f"{csv_path}: no patients")
     return cases

@@ -68,6 +68,8 @@ def predict_stack(model: LoadedModel, stack, batch_size: int = 64) -> CasePredic
         slices[FUSED] = (slices[model.modalities[0]] if single
                          else predict_proba(model.nets[FUSED], x, batch_size, model.device))
     p_fused = float(np.mean(slices[FUSED]))
+    if not all(np.isfinite(p).all() for p in slices.values()):
+        raise ValueError(f"{who}: the model gives NaN/inf probabilities (non-finite input slices or weights)")
     return CasePrediction(
         patient_id=stack.patient_id, probabilities={m: float(np.mean(slices[m])) for m in model.modalities},
         p_fused=p_fused, prediction=int(p_fused >= model.cutoff), cutoff=model.cutoff, n_slices=stack.n_slices,
@@ -151,16 +153,20 @@ def predict_cohort(cohort_csv: str | os.PathLike, model_path: str | os.PathLike,
     """Predict every patient of a cohort; returns ``out_dir/predictions.tsv`` (also writes slice_predictions.tsv).
 
     Cases are preprocessed with the model file's settings (``case_slices`` reuses a cohort that
-    ``dmif preprocess`` already processed). ``progress`` gets ``{"stage": "predict", "case", "cases",
-    "patient_id"}`` per case; ``cancel`` is checked before each case. Both tables are written atomically
-    at the end. Raises ``CohortError`` / ``PreprocessingError`` / ``ModelFileError`` naming the file or case.
+    ``dmif preprocess`` already processed; its cases' provenance must show the model's settings, else
+    ``CohortError``). ``progress`` gets ``{"stage": "predict", "case", "cases", "patient_id"}`` per case;
+    ``cancel`` is checked before each case. Both tables are written atomically at the end. Raises
+    ``CohortError`` / ``PreprocessingError`` / ``ModelFileError`` naming the file or case.
     """
     from DMIFLib.cohort import read_cohort
+    from DMIFLib.preprocessing.cohort_settings import check_model_settings
+    from DMIFLib.preprocessing.errors import PreprocessingError
     from DMIFLib.preprocessing.pipeline import case_slices
     from DMIFLib.training.errors import RunCancelledError
 
     model = load_model(model_path, device)
     cases = read_cohort(cohort_csv, require_modalities=model.modalities)
+    check_model_settings(model.settings.to_dict(), cases, cohort_csv, model_path)
     predictions = []
     for number, case in enumerate(cases, start=1):
         if cancel is not None and cancel.is_set():
@@ -169,7 +175,10 @@ def predict_cohort(cohort_csv: str | os.PathLike, model_path: str | os.PathLike,
             progress({"stage": "predict", "case": number, "cases": len(cases), "patient_id": case.patient_id})
         stack = case_slices(case.only(model.modalities), model.settings)
         stack.patient_id = case.patient_id
-        predictions.append(predict_stack(model, stack))
+        try:
+            predictions.append(predict_stack(model, stack))
+        except ValueError as error:
+            raise PreprocessingError(str(error).removeprefix(f"{case.patient_id}: "), case=case.patient_id) from None
     out_dir = Path(out_dir)
     patient_text, slice_text = prediction_tables(predictions, model.modalities)
     atomic_write_text(out_dir / SLICE_PREDICTIONS_NAME, slice_text)

@@ -79,10 +79,27 @@ def model_dict(nets: dict[str, nn.Module], modalities: tuple[str, ...], marker: 
     }
 
 
+def content_problem(content: dict) -> str | None:
+    """Why a model's content cannot predict: NaN/inf weights (a diverged training) or a cut-off that is not a
+    number in [0, 1]; None when it can."""
+    cutoff = content["cutoff"]
+    if not isinstance(cutoff, (int, float)) or not 0.0 <= float(cutoff) <= 1.0:  # NaN fails both comparisons
+        return f"its cut-off {cutoff!r} is not a probability in [0, 1]"
+    for name, entry in content["nets"].items():
+        for key, tensor in entry["state_dict"].items():
+            if torch.is_tensor(tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                return f"the {name} net's weights '{key}' hold NaN/inf values (the training diverged)"
+    return None
+
+
 def save_model(path: str | os.PathLike, model: LoadedModel) -> Path:
-    """Write ``model`` to ``path`` atomically."""
+    """Write ``model`` to ``path`` atomically; :class:`ModelFileError` (nothing written) for NaN/inf weights or a
+    cut-off outside [0, 1]."""
     path = Path(path)
     content = model_dict(model.nets, model.modalities, model.marker, model.settings, model.cutoff, model.info)
+    problem = content_problem(content)
+    if problem:
+        raise ModelFileError(f"{path}: not saved: {problem}")
     with atomic_path(path) as tmp:
         torch.save(content, tmp)
     return path
@@ -98,7 +115,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
     """Read a model file and rebuild its nets on ``device`` (in eval mode).
 
     Raises :class:`ModelFileError` naming ``path`` when the file is missing, not a torch file, truncated,
-    not a DMIF model, from a newer format, or when its weights do not fit its net specs.
+    not a DMIF model, from a newer format, when its weights do not fit its net specs, hold NaN/inf values, or
+    its cut-off is not a number in [0, 1].
     """
     from DMIFLib.nets import build_net
     from DMIFLib.preprocessing.settings import PreprocessSettings
@@ -111,7 +129,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a damaged file can fail anywhere inside the unpickler
-        raise ModelFileError(f"{path}: not a readable model file ({type(error).__name__}: {error})") from None
+        first = (str(error).strip().splitlines() or [""])[0]  # torch's unpickler messages run to many lines
+        raise ModelFileError(f"{path}: not a readable model file ({type(error).__name__}: {first})") from None
     if not isinstance(content, dict) or content.get("format") != MODEL_FORMAT:
         raise ModelFileError(f"{path}: not a DMIF model file (no 'format: {MODEL_FORMAT}' entry)")
     version = content.get("format_version")
@@ -125,6 +144,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
         if unknown or not modalities:
             raise ModelFileError(f"{path}: unknown modalities {unknown or '(none)'}; known: {', '.join(MODALITIES)}")
         settings = PreprocessSettings.from_dict(content["preprocessing"])
+        problem = content_problem(content)
+        if problem:
+            raise ModelFileError(f"{path}: unusable model: {problem}")
         nets: dict[str, nn.Module] = {}
         for name in (*modalities, FUSED):
             entry = content["nets"][name]
@@ -141,5 +163,5 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
         raise
     except KeyError as error:
         raise ModelFileError(f"{path}: incompatible model file, entry {error} is missing") from None
-    except (RuntimeError, ValueError, TypeError) as error:
+    except (RuntimeError, ValueError, TypeError, AttributeError) as error:
         raise ModelFileError(f"{path}: incompatible model file ({error})") from None

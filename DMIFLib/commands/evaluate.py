@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "metrics (acc, sens, spec, PPV, NPV, AUC with 95%% CI, DeLong) of predictions.tsv against cohort labels"
+HELP = "metrics (acc, sens, spec, PPV, NPV, AUC with 95% CI, DeLong) of predictions.tsv against cohort labels"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

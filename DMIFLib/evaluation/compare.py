@@ -329,6 +329,7 @@ def compare_models(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pr
     from DMIFLib.training.presets import make_config
 
     config = make_config(preset, overrides)
+    resolve_device(device)  # an unusable --device fails before the slices are loaded
     out_dir = Path(out_dir)
     if (out_dir / "run.json").exists() and not overwrite:
         raise FileExistsError(f"{out_dir}: already holds a run (run.json); choose another --out or pass --overwrite")

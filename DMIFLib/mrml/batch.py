@@ -96,9 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["--"]:  # Slicer --python-script passes what follows '--' through
         argv = argv[1:]
     args = build_parser().parse_args(argv)
+    from DMIFLib.training.errors import user_errors
+
     try:
         run(args)
-    except (OSError, ValueError) as error:  # CohortError, ModelFileError, unreadable or existing files, ...
+    except (*user_errors(), OSError) as error:  # the user's input (cohort, model, files): exit 2, as `dmif` does
         print(f"DMIFBatch: error: {error}", file=sys.stderr)
         return 2
     except Exception as error:  # RuntimeError, torch errors, ...: still one line

@@ -15,6 +15,7 @@ inputs (by content hash), ROI and settings are unchanged is not redone (``status
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -34,11 +35,12 @@ from DMIFLib.atomic import atomic_write_text
 from DMIFLib.cohort import CohortCase, CohortError, read_cohort, write_cohort
 from DMIFLib.preprocessing.backend import PreprocessingBackend, default_backend
 from DMIFLib.preprocessing.errors import PreprocessingError
+from DMIFLib.preprocessing.geometry import slice_axis
 from DMIFLib.preprocessing.io import read_image, write_image
 from DMIFLib.preprocessing.pipeline import is_preprocessed, preprocess_volumes, read_case_images
 from DMIFLib.preprocessing.provenance import cache_key, file_sha256, package_versions
 from DMIFLib.preprocessing.qa import box_overlay_png, checkerboard_png
-from DMIFLib.preprocessing.roi import OrientedBox, load_roi
+from DMIFLib.preprocessing.roi import OrientedBox, check_box, load_roi
 from DMIFLib.preprocessing.roi_space import ROI_SPACE_COLUMN, label_on_reference, roi_space
 from DMIFLib.preprocessing.settings import PreprocessSettings
 
@@ -46,8 +48,27 @@ FAILURE_COLUMNS = ("patient_id", "file", "problem")
 
 
 def case_folder_name(patient_id: str) -> str:
-    """A file-system-safe folder name for a patient id."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", patient_id).strip(".") or "case"
+    """A file-system-safe folder name for a patient id, distinct for distinct ids.
+
+    An id made of letters, digits, ``.``, ``_`` and ``-`` (not starting with ``.``) is its own folder name;
+    any other id gets its characters outside that set replaced by ``_`` and a hash of the whole id appended
+    (``P/1`` -> ``P_1-3c8b9f5e``), so that ``P/1``, ``P 1`` and ``P_1`` get three folders.
+    """
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", patient_id).lstrip(".")
+    if safe == patient_id and safe:
+        return safe
+    return f"{safe[:60] or 'case'}-{hashlib.sha1(patient_id.encode()).hexdigest()[:8]}"
+
+
+def check_case_folders(cases: list[CohortCase], cohort_csv: Path) -> None:
+    """Refuse ids whose folder names differ only in letter case (one folder on macOS and Windows)."""
+    seen: dict[str, str] = {}
+    for case in cases:
+        key = case_folder_name(case.patient_id).casefold()
+        if key in seen:
+            raise CohortError(f"{cohort_csv}: patient ids '{seen[key]}' and '{case.patient_id}' differ only in "
+                              "letter case, so their case folders would be one on many file systems; rename one")
+        seen[key] = case.patient_id
 
 
 def _inputs(case: CohortCase) -> dict[str, Path]:
@@ -145,7 +166,8 @@ def preprocess_case(case: CohortCase, out_dir: str | os.PathLike, settings: Prep
     if case.brain_mask is not None:
         mask = read_image(case.brain_mask, what="brain mask", case=case.patient_id)
     box = load_roi(case.roi, images[reference_name], settings.margin_mm, case=case.patient_id, labels=case.roi_labels)
-    lo, hi = box.ijk_bounds(images[reference_name])  # an ROI outside the image fails here, before the work
+    # a box outside the image, too small or mostly outside fails here, before the work
+    lo, hi = check_box(box, images[reference_name], slice_axis(images[reference_name]), case.patient_id)
     read_s = time.perf_counter() - start
     prepared = preprocess_volumes(images, settings, mask, backend, case.patient_id)
     carried = None
@@ -268,6 +290,7 @@ def preprocess_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike,
     cohort_csv = Path(cohort_csv)
     out_dir = Path(out_dir)
     cases = read_cohort(cohort_csv)
+    check_case_folders(cases, cohort_csv)
     out_csv = out_dir / "cohort.csv"
     if out_csv.resolve() == cohort_csv.resolve():
         raise CohortError(f"{cohort_csv}: the output folder must not hold the input cohort.csv (it would be replaced)")

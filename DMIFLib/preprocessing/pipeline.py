@@ -18,7 +18,7 @@ import SimpleITK as sitk  # noqa: N813
 from DMIFLib.cohort import MODALITIES, CohortCase, reference_modality
 from DMIFLib.preprocessing.backend import PreprocessingBackend, RegistrationResult, default_backend
 from DMIFLib.preprocessing.errors import PreprocessingError
-from DMIFLib.preprocessing.io import read_image
+from DMIFLib.preprocessing.io import image_problem, read_image
 from DMIFLib.preprocessing.normalize import foreground_mask, zscore
 from DMIFLib.preprocessing.roi import OrientedBox, load_roi
 from DMIFLib.preprocessing.roi_space import label_on_reference, roi_space
@@ -63,6 +63,15 @@ def _coverage(reference: sitk.Image, moving: sitk.Image, transform: sitk.Transfo
     return float(np.mean(sitk.GetArrayViewFromImage(inside)[region_array] > 0)) if region_array.any() else 0.0
 
 
+def _extent_lps(image: sitk.Image) -> str:
+    """The LPS bounding box of ``image``'s voxel centres, e.g. ``[-90..90, -120..100, -70..80]`` (mm)."""
+    size = np.asarray(image.GetSize()) - 1
+    corners = [image.TransformContinuousIndexToPhysicalPoint([float(c) for c in size * np.array(bits)])
+               for bits in np.ndindex(2, 2, 2)]
+    low, high = np.min(corners, axis=0), np.max(corners, axis=0)
+    return "[" + ", ".join(f"{lo:.0f}..{hi:.0f}" for lo, hi in zip(low, high, strict=True)) + "]"
+
+
 def preprocess_volumes(images: Mapping[str, sitk.Image], settings: PreprocessSettings,
                        brain_mask: sitk.Image | None = None, backend: PreprocessingBackend | None = None,
                        case: str | None = None) -> PreprocessedVolumes:
@@ -74,6 +83,10 @@ def preprocess_volumes(images: Mapping[str, sitk.Image], settings: PreprocessSet
     """
     if not images:
         raise PreprocessingError("no image given", case=case)
+    for name, image in images.items():
+        problem = image_problem(image, f"{name} image")
+        if problem:
+            raise PreprocessingError(problem, case=case)
     backend = backend or default_backend()
     names = _ordered(images)
     reference_name = reference_modality(names)
@@ -87,8 +100,10 @@ def preprocess_volumes(images: Mapping[str, sitk.Image], settings: PreprocessSet
             continue
         moving = sitk.Cast(images[name], sitk.sitkFloat32)
         if _coverage(reference, moving, sitk.Euler3DTransform(), head) == 0.0:
-            raise PreprocessingError(f"{name} and {reference_name} do not overlap in physical space "
-                                     "(check the image headers)", case=case)
+            raise PreprocessingError(f"{name} and {reference_name} do not overlap in physical space: "
+                                     f"{name} spans {_extent_lps(moving)}, {reference_name} spans "
+                                     f"{_extent_lps(reference)} mm LPS (check the image headers' origin and "
+                                     "direction)", case=case)
         transform: sitk.Transform = sitk.Euler3DTransform()
         if settings.register:
             start = time.perf_counter()
@@ -197,8 +212,14 @@ def is_preprocessed(case: CohortCase) -> bool:
 
 
 def read_case_images(case: CohortCase) -> dict[str, sitk.Image]:
-    """Read every modality of ``case`` (errors name the case and the file)."""
-    return {m: read_image(case.images[m], what=f"{m} image", case=case.patient_id) for m in case.modalities}
+    """Read every modality of ``case`` (errors name the case and the file; a blank image is refused)."""
+    images = {}
+    for m in case.modalities:
+        images[m] = read_image(case.images[m], what=f"{m} image", case=case.patient_id)
+        problem = image_problem(images[m], f"{m} image")
+        if problem:
+            raise PreprocessingError(problem, case=case.patient_id, file=case.images[m])
+    return images
 
 
 def case_slices(case: CohortCase, settings: PreprocessSettings, backend: PreprocessingBackend | None = None

@@ -23,6 +23,17 @@ from DMIFLib.preprocessing.geometry import direction_matrix, index_to_lps, lps_t
 
 _EPS = 1e-6
 
+MIN_BOX_VOXELS = 4
+"""Least number of voxels a box must span on each in-plane axis of its slices: a smaller box is a misclick or a
+box in other units, and its slices would be a few voxels blown up to S×S."""
+
+MIN_INSIDE_FRACTION = 0.5
+"""Least fraction of a box's voxels that must lie inside the image; a box mostly outside is a wrong box."""
+
+
+class BoxClippedWarning(UserWarning):
+    """The ROI box reaches beyond the image; only its part inside the image is used."""
+
 
 @dataclass(frozen=True)
 class OrientedBox:
@@ -200,6 +211,41 @@ class OrientedBox:
         schema = ("https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/Resources/"
                   "Schema/markups-schema-v1.0.3.json#")
         return json.dumps({"@schema": schema, "markups": [markup]}, indent=2)
+
+
+def check_box(box: OrientedBox, reference: sitk.Image, slice_axis: int,
+              case: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The box's clipped (i, j, k) bounds on ``reference`` (as :meth:`OrientedBox.ijk_bounds`), after checks.
+
+    Raises :class:`PreprocessingError` for a box that spans fewer than :data:`MIN_BOX_VOXELS` voxels on an
+    in-plane axis (the two index axes other than ``slice_axis``), or whose voxels lie less than
+    :data:`MIN_INSIDE_FRACTION` inside the image; warns (:class:`BoxClippedWarning`) when the image clips it.
+    """
+    import warnings
+
+    who = f"case {case}: " if case else ""
+    lo_all, hi_all = box.ijk_bounds(reference, clip=False)
+    try:
+        lo, hi = box.ijk_bounds(reference)
+    except PreprocessingError as error:
+        raise (error.with_case(case) if case else error) from None
+    counts = hi - lo + 1
+    described = (f"the ROI box (centre RAS {np.round(box.center_ras, 1).tolist()} mm, size "
+                 f"{np.round(box.size_mm, 2).tolist()} mm)")
+    small = [a for a in range(3) if a != slice_axis and counts[a] < MIN_BOX_VOXELS]
+    if small:
+        raise PreprocessingError(f"{described} spans {counts.tolist()} voxels (i, j, k) of the image; at least "
+                                 f"{MIN_BOX_VOXELS} are needed across each slice: draw a box around the tumour",
+                                 case=case)
+    inside = float(np.prod(counts) / np.prod(hi_all - lo_all + 1))
+    if inside < MIN_INSIDE_FRACTION:
+        raise PreprocessingError(f"{described} lies {1 - inside:.0%} outside the image (size "
+                                 f"{list(reference.GetSize())}); at most {1 - MIN_INSIDE_FRACTION:.0%} may: check "
+                                 "the box's coordinates", case=case)
+    if inside < 1.0:
+        warnings.warn(f"{who}{described} reaches beyond the image; its {inside:.0%} inside the image is used",
+                      BoxClippedWarning, stacklevel=2)
+    return lo, hi
 
 
 def load_roi(value: str, reference: sitk.Image, margin_mm: float = 0.0, case: str | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -52,6 +53,19 @@ class PreprocessSettings:
     n4_fitting_levels: int = 3
 
     def __post_init__(self) -> None:
+        for name in ("register", "n4", "zscore"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} {getattr(self, name)!r} must be true or false")
+        for name in ("slice_size", "registration_bins", "registration_iterations", "registration_seed", "n4_shrink",
+                     "n4_fitting_levels"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{name} {value!r} must be a whole number")
+            if value < 1 and name not in ("slice_size", "registration_seed"):  # those two: own messages below
+                raise ValueError(f"{name} {value} must be at least 1")
+        if not isinstance(self.margin_mm, (int, float)) or isinstance(self.margin_mm, bool) \
+                or not math.isfinite(self.margin_mm):
+            raise ValueError(f"margin_mm {self.margin_mm!r} must be a number (mm)")
         if self.skull_strip not in SKULL_STRIP_MODES:
             raise ValueError(f"skull_strip '{self.skull_strip}' is not one of {', '.join(SKULL_STRIP_MODES)}")
         if self.resize_mode not in RESIZE_MODES:

@@ -24,7 +24,7 @@ import SimpleITK as sitk  # noqa: N813
 
 from DMIFLib.preprocessing.errors import PreprocessingError
 from DMIFLib.preprocessing.geometry import slice_axis as acquisition_slice_axis
-from DMIFLib.preprocessing.roi import OrientedBox
+from DMIFLib.preprocessing.roi import OrientedBox, check_box
 
 
 @dataclass
@@ -109,14 +109,15 @@ def extract_slices(volumes: Mapping[str, sitk.Image], box: OrientedBox, size: in
     """Crop the slices that ``box`` (RAS) covers from ``volumes`` (all on one grid) and resize them to size×size.
 
     ``slice_axis`` defaults to the acquisition's slice axis of the first volume (the reference grid);
-    ``fill[modality]`` is the value outside the image (default 0).
+    ``fill[modality]`` is the value outside the image (default 0). A box too small or mostly outside the image
+    raises :class:`PreprocessingError` (:func:`~DMIFLib.preprocessing.roi.check_box`).
     """
     reference = next(iter(volumes.values()))
     for name, image in volumes.items():
         if image.GetSize() != reference.GetSize() or not np.allclose(image.GetOrigin(), reference.GetOrigin()):
             raise PreprocessingError(f"{name} is not on the reference grid; resample it first", case=patient_id)
     axis = acquisition_slice_axis(reference) if slice_axis is None else slice_axis
-    lo, hi = box.ijk_bounds(reference)
+    lo, hi = check_box(box, reference, axis, patient_id)
     plane_axes = [a for a in range(3) if a != axis]  # (i, j, k) index axes; columns = plane_axes[0]
     spacing = np.asarray(reference.GetSpacing(), dtype=float)
     extents = [(hi[a] - lo[a] + 1) * spacing[a] for a in plane_axes]

@@ -13,6 +13,9 @@ import numpy as np
 from DMIFLib.cohort import CohortCase, write_cohort
 from DMIFLib.synth.patient import DEFAULT_MODALITIES, FILES, check_modalities, make_patient
 
+SCALE_RANGE = (0.05, 2.0)
+"""Accepted ``scale`` values: below, the head is a few voxels; above, a patient needs gigabytes."""
+
 
 class SynthCancelledError(RuntimeError):
     """The run was cancelled through its ``cancel`` event; files already written are complete."""
@@ -54,12 +57,15 @@ def synthesize_cohort(out_dir: str | os.PathLike, n_patients: int, seed: int, wo
     T1C grid), ``brain_mask.nii.gz`` and ``truth.json`` (texture draw, true offset of each non-T1C modality).
     Identical files for the same ``seed`` and ``scale``, whatever ``workers``. An existing ``cohort.csv``, or a
     patient folder holding other files, is only replaced with ``overwrite=True``; an interrupted run's folders
-    are redone. ``progress`` receives ``{"stage": "synth", "done", "total", "patient_id"}`` after each patient;
-    ``cancel`` stops between patients (:class:`SynthCancelledError`).
+    are redone. ``scale`` must lie in :data:`SCALE_RANGE` (checked before anything is written). ``progress``
+    receives ``{"stage": "synth", "done", "total", "patient_id"}`` after each patient; ``cancel``
+    stops between patients (:class:`SynthCancelledError`).
     """
     if n_patients < 2:
         raise ValueError(f"synthetic cohort: need at least 2 patients, got {n_patients}")
     modalities = check_modalities(tuple(modalities))
+    if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:  # NaN fails too
+        raise ValueError(f"synthetic cohort: scale {scale} is outside {SCALE_RANGE[0]}-{SCALE_RANGE[1]}")
     out_dir = Path(out_dir)
     csv_path = out_dir / "cohort.csv"
     width = max(3, len(str(n_patients)))

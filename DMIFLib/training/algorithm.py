@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ from torch import nn
 from DMIFLib import __version__
 from DMIFLib.atomic import atomic_write_text
 from DMIFLib.cohort import MODALITIES, read_cohort
-from DMIFLib.model_file import FUSED, LoadedModel, save_model
+from DMIFLib.model_file import FUSED, LoadedModel, content_problem, model_dict, save_model
 from DMIFLib.training.augment import AugmentConfig, SliceAugmenter
 from DMIFLib.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from DMIFLib.training.data import PatientSlices, load_cohort_slices
@@ -48,6 +48,9 @@ from DMIFLib.training.scattering_stage import cached_minet_data
 from DMIFLib.training.split import patient_split, validation_split
 from DMIFLib.training.stacking import weight_branches_from_validation
 from DMIFLib.training.stage import SliceSet, epoch_seed, fit
+
+if TYPE_CHECKING:
+    from DMIFLib.preprocessing.settings import PreprocessSettings
 
 MODEL_NAME = "model.pt"
 HISTORY_NAME = "history.tsv"
@@ -229,8 +232,35 @@ def _prepare_out_dir(out: Path, resume: bool) -> dict | None:
     if checkpoint.is_file() or (out / MODEL_NAME).is_file():
         raise TrainingError(f"{out}: already holds a training run; use --resume to continue it, or choose "
                             "another output folder (nothing is overwritten)")
-    out.mkdir(parents=True, exist_ok=True)
     return None
+
+
+def training_settings(config: TrainConfig, cohort: dict[str, Any] | None, cohort_csv: Path) -> PreprocessSettings:
+    """The ``PreprocessSettings`` the model records: the cohort's own (from its cases' provenance, see
+    :mod:`DMIFLib.preprocessing.cohort_settings`) when it is preprocessed, else the defaults, updated by
+    ``config.preprocessing`` and ``config.slice_size``.
+
+    Raises :class:`TrainingError` when ``config.preprocessing`` asks for volume steps other than those the
+    preprocessed cohort went through (the model would then record settings its training data never had).
+    """
+    from DMIFLib.preprocessing.cohort_settings import volume_settings
+    from DMIFLib.preprocessing.settings import PreprocessSettings
+
+    try:
+        merged = PreprocessSettings.from_dict({**PreprocessSettings().to_dict(), **(cohort or {}),
+                                               **config.preprocessing, "slice_size": config.slice_size})
+    except (ValueError, TypeError) as error:
+        raise TrainingError(f"preprocessing settings: {error}") from None
+    if cohort is not None:
+        found = volume_settings(merged.to_dict(), margin=False)
+        wanted = volume_settings(cohort, margin=False)
+        if found != wanted:
+            keys = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
+            raise TrainingError(f"{cohort_csv}: the cohort was preprocessed with "
+                                f"{', '.join(f'{k}={wanted.get(k)}' for k in keys)}, but the training settings ask "
+                                f"for {', '.join(f'{k}={found.get(k)}' for k in keys)}; drop them from the "
+                                "preprocessing overrides or preprocess the cohort again")
+    return merged
 
 
 def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, preset: str = "quick",
@@ -247,16 +277,19 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
     ``CohortError`` / ``PreprocessingError`` / ``TrainingError`` naming the file or case.
     """
     from DMIFLib.inference import predict_stack, prediction_tables
-    from DMIFLib.preprocessing.settings import PreprocessSettings
+    from DMIFLib.preprocessing.cohort_settings import cohort_settings
 
     started = time.perf_counter()
     cohort_csv, out = Path(cohort_csv), Path(out_dir)
-    checkpoint = _prepare_out_dir(out, resume)
-    config = TrainConfig.from_dict(checkpoint["config"]) if checkpoint else make_config(preset, overrides)
     try:
         torch_device = resolve_device(device)
     except ValueError as error:
         raise TrainingError(str(error)) from None
+    config = None if resume else make_config(preset, overrides)
+    cohort_preprocessing = cohort_settings(read_cohort(cohort_csv, require_labels=True), cohort_csv)
+    checkpoint = _prepare_out_dir(out, resume)
+    config = TrainConfig.from_dict(checkpoint["config"]) if checkpoint else config
+    settings = training_settings(config, cohort_preprocessing, cohort_csv)
     cases = read_cohort(cohort_csv, require_labels=True, require_modalities=config.modalities or ())
     modalities = config.modalities or tuple(m for m in MODALITIES if all(m in c.images for c in cases))
     config.modalities = modalities
@@ -268,8 +301,6 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
         run.done, run.history, run.timings = checkpoint["done"], checkpoint["history"], checkpoint["timings"]
         run.fusion_init = checkpoint.get("fusion_init", {})
     run.overrides = checkpoint["overrides"] if checkpoint else dict(overrides or {})
-    settings = PreprocessSettings.from_dict({**PreprocessSettings().to_dict(), **config.preprocessing,
-                                             "slice_size": config.slice_size})
     data = load_cohort_slices(cases, settings, progress, cancel, cache_dir=out / "slices", modalities=modalities)
     by_id = {p.patient_id: p for p in data}
     labels = {p.patient_id: p.label for p in data}
@@ -281,6 +312,7 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
         raise TrainingError(f"{cohort_csv}: {error}") from None
     fit_ids, val_ids = validation_split({pid: labels[pid] for pid in train_ids}, config.val_fraction, config.seed,
                                         groups)
+    out.mkdir(parents=True, exist_ok=True)
     sides = {**dict.fromkeys(fit_ids, "train"), **dict.fromkeys(val_ids, "val"), **dict.fromkeys(test_ids, "test")}
     atomic_write_text(out / SPLIT_NAME, _tsv(
         [{"patient_id": pid, "label": labels[pid], "split": sides[pid], "n_slices": by_id[pid].stack.n_slices}
@@ -342,6 +374,9 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
     nets[FUSED] = _rebuild(run.done["stage3/fused"]) if len(modalities) > 1 else nets[modalities[0]]
     model = LoadedModel(nets={k: v.to(torch_device).eval() for k, v in nets.items()}, modalities=modalities,
                         marker=config.marker, settings=settings, cutoff=0.5, device=torch_device)
+    problem = content_problem(model_dict(model.nets, modalities, config.marker, settings, 0.5))
+    if problem:
+        raise TrainingError(f"{out}: no model written: {problem}; lower the learning rate or check the inputs")
     if progress is not None:
         progress({"stage": "evaluate", "step": len(names), "steps": len(names), "fraction": 1.0})
     train_ids_all = fit_ids + val_ids
@@ -354,6 +389,7 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
         pred.cutoff, pred.prediction = model.cutoff, int(pred.p_fused >= model.cutoff)
     test_auc = {f"{r['level']}/{r['model']}": r["auc"] for r in rows}
     model.info = {"preset": config.preset, "seed": config.seed, "cohort_sha256": run.cohort_sha256,
+                  "preprocessing_from": "cohort provenance" if cohort_preprocessing else "training settings",
                   "cutoffs": cutoffs, "test_auc": test_auc, "config": config.to_dict(),
                   "trained_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     model_path = save_model(out / MODEL_NAME, model)

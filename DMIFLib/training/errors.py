@@ -1,8 +1,13 @@
-"""The user-facing error of training (bad run folder, incompatible checkpoint, unusable cohort split)."""
+"""The user-facing errors of training and prediction (bad run folder, incompatible checkpoint, unusable cohort
+split, unknown device)."""
 
 
 class TrainingError(ValueError):
     """A training run that cannot start or resume; the message names the folder or file and the problem."""
+
+
+class DeviceError(ValueError):
+    """A ``--device`` that is not a device name, or names a device this machine does not have."""
 
 
 class RunCancelledError(Exception):
@@ -15,4 +20,4 @@ def user_errors() -> tuple[type[Exception], ...]:
     from DMIFLib.model_file import ModelFileError
     from DMIFLib.preprocessing.errors import PreprocessingError
 
-    return (CohortError, PreprocessingError, ModelFileError, TrainingError)
+    return (CohortError, PreprocessingError, ModelFileError, TrainingError, DeviceError)

@@ -9,6 +9,7 @@ trains in minutes on two CPU cores. ``tiny`` is for unit tests.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,10 +70,49 @@ class TrainConfig:
             if not set(STAGES) <= keys or not keys <= set(STAGES) | set(PER_NET_KEYS):
                 raise TrainingError(f"{name} needs the keys {', '.join(STAGES)} (optionally "
                                     f"{', '.join(PER_NET_KEYS)}), got {', '.join(sorted(keys))}")
-        config.mi_scales = tuple(config.mi_scales)
-        if config.modalities is not None:
-            config.modalities = tuple(config.modalities)
+        try:
+            config.mi_scales = tuple(config.mi_scales)
+            if config.modalities is not None:
+                config.modalities = tuple(config.modalities)
+        except TypeError as error:
+            raise TrainingError(f"training settings: {error}") from None
+        problem = config.problem()
+        if problem:
+            raise TrainingError(f"training settings: {problem}")
         return config
+
+    def problem(self) -> str | None:
+        """What makes this configuration unusable (a wrong type, an epoch count below 1, ...), or None."""
+        def integer(value: Any) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        def number(value: Any) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        for key, value in self.epochs.items():
+            if not integer(value) or value < 1:
+                return f"epochs[{key}] = {value!r}: a whole number of at least 1 is needed (0 would train nothing)"
+        for key, value in self.lr.items():
+            if not number(value) or value <= 0:
+                return f"lr[{key}] = {value!r}: a positive number is needed"
+        checks = {"batch_size": (self.batch_size, 1), "slice_size": (self.slice_size, 8),
+                  "patience": (self.patience, 0), "seed": (self.seed, 0)}
+        for name, (value, least) in checks.items():
+            if not integer(value) or value < least:
+                return f"{name} = {value!r}: a whole number of at least {least} is needed"
+        if self.max_slices is not None and (not integer(self.max_slices) or self.max_slices < 1):
+            return f"max_slices = {self.max_slices!r}: a whole number of at least 1 (or null for all) is needed"
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not number(value) or not 0 <= value < 1:
+                return f"{name} = {value!r}: a fraction in [0, 1) is needed"
+        if not self.mi_scales or not all(integer(j) and j >= 1 for j in self.mi_scales):
+            return f"mi_scales = {list(self.mi_scales)!r}: whole numbers of at least 1 are needed"
+        if not isinstance(self.preprocessing, dict) or not isinstance(self.net_overrides, dict):
+            return "preprocessing and net_overrides must be JSON objects"
+        if self.modalities is not None and not all(isinstance(m, str) for m in self.modalities):
+            return f"modalities = {list(self.modalities)!r}: modality names are needed"
+        return None
 
 
 _PRESETS: dict[str, dict[str, Any]] = {
