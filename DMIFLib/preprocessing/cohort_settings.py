@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from DMIFLib.cohort import REFERENCE_MODALITY, CohortCase, CohortError
+from DMIFLib.cohort import CohortCase, CohortError
 
 CROP_FIELDS = ("slice_size", "resize_mode")
 """Settings applied when the slices are cut, after the saved volumes: they may differ from the cohort's."""
@@ -49,7 +49,7 @@ def case_settings(case: CohortCase, cohort_csv: str | Path) -> dict[str, Any] | 
     if relative:
         path = Path(cohort_csv).resolve().parent / relative
     else:
-        path = Path(case.images[REFERENCE_MODALITY]).parent / "provenance.json"
+        path = Path(case.images[case.reference]).parent / "provenance.json"
     if not path.is_file():
         return None
     try:
