@@ -232,7 +232,7 @@ def predict_other_settings(w: World):
 
 def predict_missing_modality(w: World):
     csv = _table(w, "patient_id,t1c,roi\nP1,a.nii.gz,r.nii.gz\n")
-    return _predict(w, csv), ["cohort.csv", "needs modality column 't2w'"]
+    return _predict(w, csv), ["cohort.csv", "column(s) t2w missing"]
 
 
 def _preprocess(w: World, csv: Path, *extra: str) -> list[str]:

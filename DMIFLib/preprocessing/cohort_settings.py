@@ -45,12 +45,13 @@ def case_settings(case: CohortCase, cohort_csv: str | Path) -> dict[str, Any] | 
 
     if not is_preprocessed(case):
         return None
+    # the `provenance` column is relative to the CSV it was written in; a cohort copied elsewhere (e.g. the demo's
+    # test_cohort.csv) still finds the file beside the case's volumes
     relative = case.extra.get("provenance", "")
-    if relative:
-        path = Path(cohort_csv).resolve().parent / relative
-    else:
-        path = Path(case.images[case.reference]).parent / "provenance.json"
-    if not path.is_file():
+    candidates = [Path(cohort_csv).resolve().parent / relative] if relative else []
+    candidates.append(Path(case.images[case.reference]).parent / "provenance.json")
+    path = next((c for c in candidates if c.is_file()), None)
+    if path is None:
         return None
     try:
         settings = json.loads(path.read_text(encoding="utf-8"))["settings"]
