@@ -47,9 +47,14 @@ def entry_point() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from DMIFLib.run_folder import OutputFolderError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
+    except OutputFolderError as error:  # a command that does not catch it itself
+        print(f"dmif {args.command}: error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("dmif: interrupted", file=sys.stderr)
         return 130

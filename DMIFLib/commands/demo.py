@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     parser.add_argument("--scale", type=float, default=1.0, help="synthetic head size factor (0.5: faster, smaller)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per stage (default: the quick preset's)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier demo with other settings in --out (refused otherwise)")
 
 
 def _say(text: str) -> None:
@@ -72,14 +74,17 @@ def run_demo(out: Path, patients: int, seed: int, workers: int, device: str, sca
 
 def run(args: argparse.Namespace) -> int:
     from DMIFLib.evaluation.tables import read_tsv
+    from DMIFLib.run_folder import OutputFolderError, run_folder
     from DMIFLib.training import RunCancelledError
     from DMIFLib.training.errors import user_errors
 
     started = time.perf_counter()
     out = Path(args.out)
+    key = {"patients": args.patients, "seed": args.seed, "scale": args.scale, "epochs": args.epochs}
     try:
-        tables = run_demo(out, args.patients, args.seed, args.workers, args.device, args.scale, args.epochs)
-    except user_errors() as error:
+        with run_folder(out, "demo", overwrite=args.overwrite, resume=True, key=key):
+            tables = run_demo(out, args.patients, args.seed, args.workers, args.device, args.scale, args.epochs)
+    except (OutputFolderError, *user_errors()) as error:
         print(f"dmif demo: error: {error}", file=sys.stderr)
         return 2
     except RunCancelledError as error:

@@ -15,18 +15,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="shrink head, tumour and field of view (spacings unchanged), e.g. 0.5 for quick tests")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing cohort.csv in --out")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier run in --out (refused otherwise); its other outputs are removed")
 
 
 def run(args: argparse.Namespace) -> int:
+    from DMIFLib.run_folder import run_folder
     from DMIFLib.synth import synthesize_cohort
 
     def progress(event: dict) -> None:
         print(f"synth: {event['done']}/{event['total']} {event['patient_id']}", file=sys.stderr, flush=True)
 
     try:
-        csv_path = synthesize_cohort(args.out, args.patients, args.seed, workers=args.workers, progress=progress,
-                                     scale=args.scale, overwrite=args.overwrite)
+        key = {"patients": args.patients, "seed": args.seed, "scale": args.scale}
+        with run_folder(args.out, "synth", overwrite=args.overwrite, resume=True, key=key):
+            csv_path = synthesize_cohort(args.out, args.patients, args.seed, workers=args.workers,
+                                         progress=progress, scale=args.scale, overwrite=args.overwrite)
     except (FileExistsError, ValueError) as error:
         print(f"dmif synth: {error}", file=sys.stderr)
         return 2

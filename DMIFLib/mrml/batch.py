@@ -88,9 +88,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["--"]:  # Slicer --python-script passes what follows '--' through
         argv = argv[1:]
     args = build_parser().parse_args(argv)
+    from DMIFLib.failures import FAILURES_NAME, read_failures
+    from DMIFLib.run_folder import OutputFolderError, run_folder
+
     try:
-        run(args)
+        with run_folder(args.out, "batch", overwrite=args.overwrite, protect=(args.cohort, args.model)):
+            run(args)
+    except OutputFolderError as error:  # busy, not writable, or holds another run: a user error
+        print(f"DMIFBatch: error: {error}", file=sys.stderr)
+        return 2
     except (OSError, ValueError, RuntimeError) as error:  # CohortError, PreprocessingError, ModelFileError, ...
         print(f"DMIFBatch: error: {error}", file=sys.stderr)
+        return 1
+    failures = read_failures(args.out / FAILURES_NAME)
+    if failures:  # the other patients' results are written
+        print(f"DMIFBatch: {len(failures)} case(s) failed; see {args.out / FAILURES_NAME}", file=sys.stderr)
         return 1
     return 0
