@@ -205,9 +205,9 @@ def read_manifest(folder: str | os.PathLike) -> dict | None:
 
 
 def _describe(manifest: dict) -> str:
-    command = f"a dmif {manifest['command']} run" if manifest.get("command") else "an earlier dmif run"
-    status = " (unfinished)" if manifest.get("status") == "incomplete" else ""
-    return command + status
+    command = f"of dmif {manifest['command']}" if manifest.get("command") else "(files an earlier dmif wrote)"
+    status = ", unfinished" if manifest.get("status") == "incomplete" else ""
+    return f"a run {command}{status}"
 
 
 def _inside(path: Path, protected: Iterable[Path]) -> bool:

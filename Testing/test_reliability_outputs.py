@@ -97,6 +97,15 @@ def train_run(cohort, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def cohort_predictions(cohort, train_run, tmp_path_factory) -> Path:
+    """predictions.tsv of all six patients (three of each class: the DeLong table is written)."""
+    out = tmp_path_factory.mktemp("predictions") / "out"
+    done = dmif("predict", "--cohort", cohort, "--model", train_run / "model.pt", "--out", out, "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    return out / "predictions.tsv"
+
+
+@pytest.fixture(scope="module")
 def other_run(train_run, tmp_path_factory) -> Path:
     """A folder holding an earlier run (the training run) and a user's own file."""
     import shutil
@@ -136,7 +145,7 @@ def test_a_folder_holding_another_run_is_refused_and_left_unchanged(command, coh
         done = batch(cohort, model, other_run, "--device", "cpu")
     else:
         done = dmif(*refusal_commands(cohort, model, predictions, other_run)[command])
-    assert_one_line_error(done, 2, str(other_run), "--overwrite", "already holds a dmif train run")
+    assert_one_line_error(done, 2, str(other_run), "--overwrite", "already holds a run of dmif train")
     assert folder_state(other_run) == before
 
 
@@ -166,18 +175,18 @@ def test_predict_overwrite_replaces_a_training_run_and_keeps_user_files_and_inpu
     assert manifest["outputs"] == ["failures.tsv", "predictions.tsv", "slice_predictions.tsv"]
     # predicting into it again replaces nothing silently
     again = dmif("predict", "--cohort", cohort, "--model", folder / "model.pt", "--out", folder, "--device", "cpu")
-    assert_one_line_error(again, 2, "already holds a dmif predict run", "--overwrite")
+    assert_one_line_error(again, 2, "already holds a run of dmif predict", "--overwrite")
 
 
-def test_evaluate_overwrite_leaves_no_stale_delong_table(cohort, train_run, tmp_path):
+def test_evaluate_overwrite_leaves_no_stale_delong_table(cohort, cohort_predictions, tmp_path):
     out = tmp_path / "evaluation"
-    first = dmif("evaluate", "--predictions", train_run / "predictions.tsv", "--cohort", cohort, "--out", out,
+    first = dmif("evaluate", "--predictions", cohort_predictions, "--cohort", cohort, "--out", out, "--cutoff", "0.5",
                  "--n-boot", "10")
     assert first.returncode == 0, first.stderr
     assert (out / "delong_tests.tsv").is_file()
     fused_only = tmp_path / "fused" / "predictions.tsv"  # one score column: no DeLong table
     fused_only.parent.mkdir()
-    rows = read_tsv(train_run / "predictions.tsv")
+    rows = read_tsv(cohort_predictions)
     columns = ["patient_id", "p_fused", "prediction", "cutoff", "n_slices"]
     fused_only.write_text("\n".join(["\t".join(columns), *("\t".join(r[c] for c in columns) for r in rows)]) + "\n",
                           encoding="utf-8")
@@ -200,7 +209,7 @@ def test_preprocess_new_cohort_is_refused_same_cohort_continues_overwrite_replac
     assert dmif("preprocess", "--cohort", first, "--out", out, *FAST_PREPROCESS).returncode == 0
     before = folder_state(out)
     refused = dmif("preprocess", "--cohort", second, "--out", out, *FAST_PREPROCESS)
-    assert_one_line_error(refused, 2, str(out), "--overwrite", "dmif preprocess run")
+    assert_one_line_error(refused, 2, str(out), "--overwrite", "a run of dmif preprocess")
     assert folder_state(out) == before
     again = dmif("preprocess", "--cohort", first, "--out", out, *FAST_PREPROCESS)  # skip-finished-cases resume
     assert again.returncode == 0 and again.stderr.count("cached") == 2, again.stderr
