@@ -320,7 +320,8 @@ def test_train_holds_the_lock_and_ctrl_c_names_the_exact_resume_command(cohort, 
         if train.poll() is None:
             train.kill()
     assert train.returncode == 130, stderr
-    line = [x for x in stderr.splitlines() if "to continue run:" in x][-1]
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith("dmif train: interrupted; to continue run: "), stderr
     words = shlex.split(line.split("to continue run: ", 1)[1])
     assert words == ["dmif", "train", "--cohort", str(cohort), "--out", str(out), "--resume", "--device", "cpu"]
     resumed = dmif(*words[1:])  # the printed command, as printed

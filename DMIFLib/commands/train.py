@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"dmif train: error: {error}", file=sys.stderr)
         return 2
     except (RunCancelledError, KeyboardInterrupt) as error:
-        print(f"dmif train: {error or 'interrupted'}; to continue run: {continue_command(args)}", file=sys.stderr)
+        print(f"dmif train: {str(error) or 'interrupted'}; to continue run: {continue_command(args)}", file=sys.stderr)
         return 130
     print(f"\nheld-out test patients ({result.metrics_path}):")
     for row in result.metrics:
