@@ -118,6 +118,34 @@ def other_run(train_run, tmp_path_factory) -> Path:
 
 # -- the rule: a folder holding another run is refused unless --overwrite --------------------------------------
 
+def test_run_folder_rule(tmp_path):
+    out = tmp_path / "new" / "out"
+    with pytest.raises(RuntimeError), run_folder(out, "predict"):  # fails before writing: leaves nothing
+        raise RuntimeError("bad input")
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(KeyboardInterrupt), run_folder(out, "synth", resume=True, key={"seed": 1}):
+        (out / "a.tsv").write_text("1\n", encoding="utf-8")
+        raise KeyboardInterrupt
+    manifest = json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8"))
+    assert manifest["status"] == "incomplete" and manifest["outputs"] == ["a.tsv"]
+    with run_folder(out, "synth", resume=True, key={"seed": 1}) as run:  # the same run continues
+        assert run.continued
+        (out / "b.tsv").write_text("2\n", encoding="utf-8")
+    assert json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8"))["outputs"] == ["a.tsv", "b.tsv"]
+    (out / "mine.txt").write_text("the user's\n", encoding="utf-8")
+    before = folder_state(out)
+    for command, key in (("synth", {"seed": 2}), ("predict", None)):
+        with pytest.raises(OutputFolderError, match="already holds a run of dmif synth; pass --overwrite"), \
+                run_folder(out, command, resume=True, key=key):
+            pass
+        assert folder_state(out) == before
+    with run_folder(out, "predict", overwrite=True, protect=[out / "b.tsv"]) as run:
+        assert run.removed == ["a.tsv"]
+        (out / "c.tsv").write_text("3\n", encoding="utf-8")
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST_NAME, "b.tsv", "c.tsv", "mine.txt"]
+    assert json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8"))["outputs"] == ["c.tsv"]
+
+
 def refusal_commands(cohort: Path, model: Path, predictions: Path, out: Path) -> dict[str, list[str]]:
     return {
         "preprocess": ["preprocess", "--cohort", cohort, "--out", out, *FAST_PREPROCESS],

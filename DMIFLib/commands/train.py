@@ -79,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
     from DMIFLib.training import RunCancelledError, train_cohort
     from DMIFLib.training.errors import user_errors
 
+    if args.resume and args.overwrite:
+        print("dmif train: error: --resume continues the run in --out and --overwrite replaces it; give one",
+              file=sys.stderr)
+        return 2
     try:
         with run_folder(args.out, "train", overwrite=args.overwrite, resume=args.resume, protect=(args.cohort,),
                         resume_hint="--resume"):
