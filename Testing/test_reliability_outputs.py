@@ -399,6 +399,23 @@ def test_train_names_every_bad_case_before_any_work(cohort, tmp_path):
     assert not out.exists()  # refused before anything was written
 
 
+def test_slice_extraction_names_every_failed_case_and_caches_the_others(cohort, tmp_path):
+    from DMIFLib.cohort import read_cohort
+    from DMIFLib.preprocessing.errors import PreprocessingError
+    from DMIFLib.preprocessing.settings import PreprocessSettings
+    from DMIFLib.training.data import load_cohort_slices
+
+    cases = read_cohort(cohort)[:3]
+    for case in (cases[0], cases[2]):  # readable files, but a box far outside the head
+        case.roi = "ras:5000,5000,5000,10,10,10"
+    settings = PreprocessSettings.from_dict({**PreprocessSettings().to_dict(), "register": False, "n4": False,
+                                             "skull_strip": "none", "slice_size": 32})
+    with pytest.raises(PreprocessingError, match=r"2 of 3 cases failed.*case SYN001.*case SYN003") as error:
+        load_cohort_slices(cases, settings, cache_dir=tmp_path / "slices")
+    assert len(str(error.value).splitlines()) == 1
+    assert len(list((tmp_path / "slices").glob("SYN002-*.npz"))) == 1
+
+
 # -- an output folder that cannot be written -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("command", ["train", "predict", "synth", "evaluate", "preprocess", "compare"])

@@ -127,6 +127,6 @@ def load_cohort_slices(cohort: str | os.PathLike | Sequence[CohortCase], setting
                 stack.save(path)
         out.append(PatientSlices(case.patient_id, int(case.label), stack, case.split))
     if failed:
-        raise PreprocessingError(f"{len(failed)} of {len(cases)} cases failed (the others are cached): "
-                                 + "; ".join(failed))
+        kept = " (the others' slices are cached)" if cache is not None else ""
+        raise PreprocessingError(f"{len(failed)} of {len(cases)} cases failed{kept}: " + "; ".join(failed))
     return out
