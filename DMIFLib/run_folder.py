@@ -117,10 +117,17 @@ class FolderLock:
     def acquire(self) -> None:
         """Take the lock or raise :class:`OutputFolderError` (busy) / ``OSError`` (cannot write the folder)."""
         for _ in range(5):
+            existed = self.path.exists()
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-            locked = self._os_lock(fd)
+            try:
+                locked = self._os_lock(fd)
+            except OSError:
+                os.close(fd)
+                raise
             if locked is None:
                 os.close(fd)
+                if not existed:  # the empty file just made here is no one's lock
+                    self.path.unlink(missing_ok=True)
                 self._acquire_exclusive_file()
                 return
             if not locked:
@@ -167,7 +174,13 @@ class FolderLock:
             self._exclusive_file = False
         if self._fd is None:
             return
-        if os.name != "nt":  # POSIX: remove while still holding it; a waiting opener re-checks the file
+        if os.name == "nt":  # unlock the byte locked in acquire (from offset 0) before closing
+            import msvcrt
+
+            os.lseek(self._fd, 0, os.SEEK_SET)
+            with contextlib.suppress(OSError):
+                msvcrt.locking(self._fd, msvcrt.LK_UNLCK, 1)
+        else:  # POSIX: remove while still holding it; a waiting opener re-checks the file
             self.path.unlink(missing_ok=True)
         os.close(self._fd)
         self._fd = None

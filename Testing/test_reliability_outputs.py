@@ -313,19 +313,23 @@ def test_a_folder_in_use_is_refused_and_a_dead_holder_does_not_block(cohort, tmp
     assert not (folder / LOCK_NAME).exists()
 
 
-def test_fallback_lock_file_of_a_dead_process_is_taken_over(tmp_path):
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
+def test_fallback_lock_file_of_a_dead_process_is_taken_over(tmp_path, monkeypatch):
     import socket
 
-    (tmp_path / LOCK_NAME).write_text(f"{dead.pid} {socket.gethostname()}\n", encoding="utf-8")
+    # a file system that cannot lock: the fallback is an O_EXCL lock file holding "pid host"
+    monkeypatch.setattr(FolderLock, "_os_lock", lambda self, fd: None)
     lock = FolderLock(tmp_path)
-    lock._acquire_exclusive_file()  # the fallback where the OS cannot lock: O_EXCL file holding the pid
+    lock.acquire()
     assert (tmp_path / LOCK_NAME).read_text(encoding="utf-8").split()[0] == str(os.getpid())
-    other = FolderLock(tmp_path)
     with pytest.raises(OutputFolderError, match=f"process {os.getpid()}.*delete"):
-        other._acquire_exclusive_file()
+        FolderLock(tmp_path).acquire()
     lock.release()
+    assert not (tmp_path / LOCK_NAME).exists()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / LOCK_NAME).write_text(f"{dead.pid} {socket.gethostname()}\n", encoding="utf-8")  # left by a crash
+    with run_folder(tmp_path, "predict"):
+        assert (tmp_path / LOCK_NAME).read_text(encoding="utf-8").split()[0] == str(os.getpid())
     assert not (tmp_path / LOCK_NAME).exists()
 
 
