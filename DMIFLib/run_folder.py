@@ -10,9 +10,12 @@ A command writes its outputs inside ``with run_folder(out, "predict", overwrite=
    ``dmif preprocess`` or ``dmif demo`` of the same inputs that skips the finished cases);
 4. with ``overwrite``, removes the earlier run's outputs (the names its manifest lists; never another file,
    never one of the new run's inputs) before the new run writes anything, so no stale file survives;
-5. at the end (success, error or Ctrl-C) writes the manifest ``.dmif-run.json``: the command, its identifying
-   ``key``, ``status`` (``complete`` / ``incomplete``) and ``outputs`` — the folder's top-level entries this
-   run created or rewrote. A run that failed before writing anything leaves the folder as it found it.
+5. writes the manifest ``.dmif-run.json`` when it starts (``status: running``, and ``foreign``: the entries
+   that were there before, which are not this run's) and again at the end (success, error or Ctrl-C): the
+   command, its identifying ``key``, ``status`` (``complete`` / ``incomplete``) and ``outputs`` — the folder's
+   top-level entries this run created or rewrote. A run killed before its end (``kill -9``) leaves
+   ``running``: its outputs are then everything but ``foreign``. A run that failed before writing anything
+   leaves the folder as it found it.
 
 How the tool knows what it wrote: only the manifest's ``outputs`` (plus, for a folder written before manifests
 existed, the fixed output names in :data:`LEGACY_OUTPUTS`) are ever removed; a user's own files in the folder
@@ -208,6 +211,9 @@ def read_manifest(folder: str | os.PathLike) -> dict | None:
     try:
         manifest = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
         if isinstance(manifest, dict) and manifest.get("format") == MANIFEST_FORMAT:
+            if manifest.get("status") == "running":  # its process died (kill -9): all but what it found there
+                foreign = set(manifest.get("foreign", []))
+                manifest["outputs"] = sorted(n for n in _entries(folder) if n not in foreign)
             return manifest
     except (OSError, ValueError):
         pass
@@ -219,7 +225,7 @@ def read_manifest(folder: str | os.PathLike) -> dict | None:
 
 def _describe(manifest: dict) -> str:
     command = f"of dmif {manifest['command']}" if manifest.get("command") else "(files an earlier dmif wrote)"
-    status = ", unfinished" if manifest.get("status") == "incomplete" else ""
+    status = ", unfinished" if manifest.get("status") in ("incomplete", "running") else ""
     return f"a run {command}{status}"
 
 
@@ -298,20 +304,25 @@ def run_folder(path: str | os.PathLike, command: str, overwrite: bool = False, r
                 raise OutputFolderError(f"{folder}: already holds {_describe(old)}; {how}pass --overwrite to "
                                         f"replace it, or choose another output folder")
         before = _entries(folder)
+        carried = [n for n in run.previous.get("outputs", []) if n in before] if run.continued else []
+        manifest = {"format": MANIFEST_FORMAT, "command": command, "key": key, "status": "running",
+                    "started_utc": _now(), "pid": os.getpid(), "outputs": carried,
+                    "foreign": sorted(set(before) - set(carried))}  # for a run killed before its end
+        atomic_write_text(folder / MANIFEST_NAME, json.dumps(manifest, indent=1) + "\n")
         status = "incomplete"
         try:
             yield run
             status = "complete"
         finally:
             after = _entries(folder)
-            written = {n for n, stamp in after.items() if before.get(n) != stamp}
-            if run.continued:
-                written |= {n for n in run.previous.get("outputs", []) if n in after}
-            if written or run.continued:
-                manifest = {"format": MANIFEST_FORMAT, "command": command, "key": key, "status": status,
-                            "finished_utc": _now(), "pid": os.getpid(), "outputs": sorted(written)}
-                with contextlib.suppress(OSError):
+            written = {n for n, stamp in after.items() if before.get(n) != stamp} | {n for n in carried if n in after}
+            with contextlib.suppress(OSError):
+                if written or run.continued:
+                    manifest.update(status=status, finished_utc=_now(), outputs=sorted(written))
+                    del manifest["foreign"]
                     atomic_write_text(folder / MANIFEST_NAME, json.dumps(manifest, indent=1) + "\n")
+                else:  # nothing written: leave the folder as it was found
+                    (folder / MANIFEST_NAME).unlink()
     except BaseException:
         lock.release()
         _remove_empty(created)

@@ -279,6 +279,37 @@ def test_train_overwrite_removes_the_earlier_runs_report(cohort, train_run, tmp_
     assert (folder / "model.pt").is_file()
 
 
+KILLED_RUN = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    from DMIFLib.run_folder import run_folder
+    with run_folder(sys.argv[1], "preprocess", resume=True, key={"cohort": "a"}):
+        (Path(sys.argv[1]) / "cases").mkdir()
+        (Path(sys.argv[1]) / "cases" / "P1.txt").write_text("done", encoding="utf-8")
+        os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
+def test_a_run_killed_with_sigkill_is_continued_or_replaced_but_not_mixed(tmp_path):
+    out = tmp_path / "prep"
+    out.mkdir()
+    (out / "mine.txt").write_text("the user's\n", encoding="utf-8")
+    killed = subprocess.run([sys.executable, "-c", KILLED_RUN, str(out)], env=environment())
+    assert killed.returncode == -signal.SIGKILL
+    before = folder_state(out)
+    assert before.pop(LOCK_NAME)  # left by the killed process; the next run's lock takes it over and removes it
+    with pytest.raises(OutputFolderError, match="a run of dmif preprocess, unfinished; pass --overwrite"), \
+            run_folder(out, "preprocess", resume=True, key={"cohort": "b"}):
+        pass
+    assert folder_state(out) == before
+    with run_folder(out, "preprocess", resume=True, key={"cohort": "a"}) as run:  # the same run continues
+        assert run.continued and run.previous["outputs"] == ["cases"]
+    with run_folder(out, "preprocess", resume=True, key={"cohort": "b"}, overwrite=True) as run:
+        assert run.removed == ["cases"]
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+
+
 # -- the lock ----------------------------------------------------------------------------------------------------
 
 HOLD_LOCK = textwrap.dedent("""
