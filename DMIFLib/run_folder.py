@@ -315,7 +315,10 @@ def run_folder(path: str | os.PathLike, command: str, overwrite: bool = False, r
             status = "complete"
         finally:
             after = _entries(folder)
-            written = {n for n, stamp in after.items() if before.get(n) != stamp} | {n for n in carried if n in after}
+            changed = {n for n, stamp in after.items() if before.get(n) != stamp}
+            written = changed | {n for n in carried if n in after}
+            if run.continued and not changed and status != "complete" and run.previous.get("status") == "complete":
+                status = "complete"  # a continuation that stopped before writing leaves the finished run as it was
             with contextlib.suppress(OSError):
                 if written or run.continued:
                     manifest.update(status=status, finished_utc=_now(), outputs=sorted(written))
