@@ -54,11 +54,16 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from DMIFLib.run_folder import OutputFolderError
+
     args = build_parser().parse_args(argv)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
             return int(args.run(args) or 0)
+    except OutputFolderError as error:  # a command that does not catch it itself
+        print(f"dmif {args.command}: error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("dmif: interrupted", file=sys.stderr)
         return 130

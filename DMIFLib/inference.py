@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from DMIFLib.atomic import atomic_write_text
+from DMIFLib.failures import FAILURES_NAME, write_failures
 from DMIFLib.model_file import FUSED, LoadedModel, load_model
 
 PREDICTIONS_NAME = "predictions.tsv"
@@ -155,31 +156,35 @@ def predict_cohort(cohort_csv: str | os.PathLike, model_path: str | os.PathLike,
     Cases are preprocessed with the model file's settings (``case_slices`` reuses a cohort that
     ``dmif preprocess`` already processed; its cases' provenance must show the model's settings, else
     ``CohortError``). ``progress`` gets ``{"stage": "predict", "case", "cases", "patient_id"}`` per case;
-    ``cancel`` is checked before each case. Both tables are written atomically at the end. Raises
-    ``CohortError`` / ``PreprocessingError`` / ``ModelFileError`` naming the file or case.
+    ``cancel`` is checked before each case. A case that fails does not stop the others: it is listed in
+    ``out_dir/failures.tsv`` (:mod:`DMIFLib.failures`; header only when none failed). The tables are written
+    atomically at the end. Raises ``CohortError`` / ``ModelFileError`` naming the file.
     """
     from DMIFLib.cohort import read_cohort
     from DMIFLib.preprocessing.cohort_settings import check_model_settings
-    from DMIFLib.preprocessing.errors import PreprocessingError
     from DMIFLib.preprocessing.pipeline import case_slices
     from DMIFLib.training.errors import RunCancelledError
 
     model = load_model(model_path, device)
     cases = read_cohort(cohort_csv, require_modalities=model.modalities)
     check_model_settings(model.settings.to_dict(), cases, cohort_csv, model_path)
-    predictions = []
+    predictions, failures = [], []
     for number, case in enumerate(cases, start=1):
         if cancel is not None and cancel.is_set():
             raise RunCancelledError(f"prediction cancelled before case {case.patient_id}")
         if progress is not None:
             progress({"stage": "predict", "case": number, "cases": len(cases), "patient_id": case.patient_id})
-        stack = case_slices(case.only(model.modalities), model.settings)
-        stack.patient_id = case.patient_id
         try:
+            stack = case_slices(case.only(model.modalities), model.settings)
+            stack.patient_id = case.patient_id
             predictions.append(predict_stack(model, stack))
-        except ValueError as error:
-            raise PreprocessingError(str(error).removeprefix(f"{case.patient_id}: "), case=case.patient_id) from None
+        except RunCancelledError:
+            raise
+        except Exception as error:  # one bad case must not throw the others' results away
+            failures.append((case.patient_id, str(error) if isinstance(error, ValueError)
+                             else f"{type(error).__name__}: {error}"))
     out_dir = Path(out_dir)
+    write_failures(out_dir / FAILURES_NAME, failures)
     patient_text, slice_text = prediction_tables(predictions, model.modalities)
     atomic_write_text(out_dir / SLICE_PREDICTIONS_NAME, slice_text)
     atomic_write_text(out_dir / PREDICTIONS_NAME, patient_text)

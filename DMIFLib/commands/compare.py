@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--set", dest="overrides", default=None, metavar="JSON",
                         help='training-setting overrides as JSON, e.g. \'{"epochs": 2, "net_width": "tiny"}\'')
-    parser.add_argument("--overwrite", action="store_true", help="replace the tables of an earlier comparison in --out")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier run in --out (refused otherwise); its other outputs are removed")
     parser.add_argument("--n-boot", type=int, default=None, help="bootstrap replicates (default 200 quick, 1000 paper)")
 
 
@@ -26,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from DMIFLib.evaluation.compare import compare_models
     from DMIFLib.evaluation.tables import read_tsv
     from DMIFLib.preprocessing.errors import PreprocessingError
+    from DMIFLib.run_folder import run_folder
     from DMIFLib.training.errors import RunCancelledError, TrainingError
 
     def progress(event: dict) -> None:
@@ -39,9 +41,10 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         overrides = json.loads(args.overrides) if args.overrides else None
-        paths = compare_models(args.cohort, args.out, preset=args.preset, device=args.device, overrides=overrides,
-                               n_boot=args.n_boot, progress=progress,
-                               overwrite=args.overwrite)
+        with run_folder(args.out, "compare", overwrite=args.overwrite, protect=(args.cohort,)):
+            paths = compare_models(args.cohort, args.out, preset=args.preset, device=args.device,
+                                   overrides=overrides, n_boot=args.n_boot, progress=progress,
+                                   overwrite=args.overwrite)
     except json.JSONDecodeError as error:
         print(f"dmif compare: --set is not valid JSON: {error}", file=sys.stderr)
         return 2

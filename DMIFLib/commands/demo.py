@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modalities", default="t1c,t2w",
                         help="modalities to simulate and train on, of t1c, t2w, flair, t1 (default t1c,t2w; one "
                              "modality trains a single-modality model)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier demo with other settings in --out (refused otherwise)")
 
 
 def _say(text: str) -> None:
@@ -76,21 +78,25 @@ def run_demo(out: Path, patients: int, seed: int, workers: int, device: str, sca
 
 def run(args: argparse.Namespace) -> int:
     from DMIFLib.evaluation.tables import read_tsv
+    from DMIFLib.run_folder import OutputFolderError, run_folder
     from DMIFLib.synth.patient import check_modalities
     from DMIFLib.training import RunCancelledError
     from DMIFLib.training.errors import user_errors
 
     started = time.perf_counter()
     out = Path(args.out)
+    key = {"patients": args.patients, "seed": args.seed, "scale": args.scale, "epochs": args.epochs}
     try:
         modalities = check_modalities(tuple(m.strip() for m in args.modalities.split(",") if m.strip()))
     except ValueError as error:
         print(f"dmif demo: error: {error}", file=sys.stderr)
         return 2
+    key = {**key, "modalities": list(modalities)}
     try:
-        tables = run_demo(out, args.patients, args.seed, args.workers, args.device, args.scale, args.epochs,
-                          modalities)
-    except user_errors() as error:
+        with run_folder(out, "demo", overwrite=args.overwrite, resume=True, key=key):
+            tables = run_demo(out, args.patients, args.seed, args.workers, args.device, args.scale, args.epochs,
+                              modalities)
+    except (OutputFolderError, *user_errors()) as error:
         print(f"dmif demo: error: {error}", file=sys.stderr)
         return 2
     except RunCancelledError as error:

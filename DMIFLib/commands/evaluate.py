@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 HELP = "metrics (acc, sens, spec, PPV, NPV, AUC with 95% CI, DeLong) of predictions.tsv against cohort labels"
 
@@ -17,16 +18,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
                         help="model.pt whose training cut-offs to use (default: run.json next to the predictions)")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for the CIs (default 1000)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier run in --out (refused otherwise); its other outputs are removed")
 
 
 def run(args: argparse.Namespace) -> int:
     from DMIFLib.cohort import CohortError
     from DMIFLib.evaluation.evaluate import evaluate_predictions
     from DMIFLib.evaluation.tables import read_tsv
+    from DMIFLib.run_folder import run_folder
 
+    predictions = Path(args.predictions)
+    inputs = (predictions, predictions.with_name("slice_predictions.tsv"), predictions.with_name("run.json"),
+              args.cohort, *([args.model] if args.model else []))
     try:
-        paths = evaluate_predictions(args.predictions, args.cohort, args.out, cutoff=args.cutoff, n_boot=args.n_boot,
-                                     model_path=args.model)
+        with run_folder(args.out, "evaluate", overwrite=args.overwrite, protect=inputs):
+            paths = evaluate_predictions(args.predictions, args.cohort, args.out, cutoff=args.cutoff,
+                                         n_boot=args.n_boot, model_path=args.model)
     except (CohortError, ValueError, OSError) as error:
         print(f"dmif evaluate: {error}", file=sys.stderr)
         return 2

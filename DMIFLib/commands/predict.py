@@ -13,10 +13,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model file (.pt) written by `dmif train`")
     parser.add_argument("--out", required=True, help="output folder for predictions.tsv and slice_predictions.tsv")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier run in --out (refused otherwise); its other outputs are removed")
 
 
 def run(args: argparse.Namespace) -> int:
+    from DMIFLib.failures import FAILURES_NAME, read_failures
     from DMIFLib.inference import predict_cohort
+    from DMIFLib.run_folder import run_folder
     from DMIFLib.training import RunCancelledError
     from DMIFLib.training.errors import user_errors
 
@@ -24,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"predict: {event['case']}/{event['cases']} {event['patient_id']}", file=sys.stderr, flush=True)
 
     try:
-        path = predict_cohort(args.cohort, args.model, args.out, device=args.device, progress=report)
+        with run_folder(args.out, "predict", overwrite=args.overwrite, protect=(args.cohort, args.model)):
+            path = predict_cohort(args.cohort, args.model, args.out, device=args.device, progress=report)
     except user_errors() as error:
         print(f"dmif predict: error: {error}", file=sys.stderr)
         return 2
@@ -33,4 +38,8 @@ def run(args: argparse.Namespace) -> int:
         return 130
     print(path.read_text(encoding="utf-8"), end="")
     print(f"wrote {path}")
+    failures = read_failures(path.parent / FAILURES_NAME)
+    if failures:
+        print(f"dmif predict: {len(failures)} case(s) failed; see {path.parent / FAILURES_NAME}", file=sys.stderr)
+        return 1
     return 0

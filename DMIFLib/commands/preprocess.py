@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 from pathlib import Path
 
 HELP = "preprocess a cohort (registration to T1C, N4, skull stripping, z-score) into a folder with QA and provenance"
@@ -44,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "none: keep the skull")
     parser.add_argument("--margin-mm", type=float, help="margin added around a label-derived box (mm)")
     parser.add_argument("--no-qa", action="store_true", help="do not write the QA PNGs")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier run in --out (refused otherwise; the same inputs and settings "
+                             "continue it, skipping finished cases)")
 
 
 def _progress_bar(event: dict) -> None:
@@ -95,9 +97,8 @@ def _adapt(args: argparse.Namespace, out_dir: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from DMIFLib.cohort import CohortError
-    from DMIFLib.preprocessing.cohort_runner import preprocess_cohort
     from DMIFLib.preprocessing.settings import PreprocessSettings
+    from DMIFLib.run_folder import OutputFolderError, run_folder
 
     try:
         values = PreprocessSettings().to_dict()
@@ -119,6 +120,26 @@ def run(args: argparse.Namespace) -> int:
         print("dmif preprocess: --roi-labels goes with --brats (in a cohort.csv, use a roi_labels column)",
               file=sys.stderr)
         return 2
+    source = args.cohort or args.tcia or args.brats
+    key = {"source": str(Path(source).resolve()), "labels": str(Path(args.labels).resolve()) if args.labels else None,
+           "settings": settings.to_dict()}
+    try:
+        with run_folder(args.out, "preprocess", overwrite=args.overwrite, resume=True, key=key,
+                        protect=[p for p in (source, args.labels) if p]):
+            return _preprocess(args, settings)
+    except OutputFolderError as error:
+        print(f"dmif preprocess: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dmif preprocess: interrupted; finished cases are kept: run the same command again to continue "
+              "(they are not redone)", file=sys.stderr)
+        return 130
+
+
+def _preprocess(args: argparse.Namespace, settings) -> int:
+    from DMIFLib.cohort import CohortError
+    from DMIFLib.preprocessing.cohort_runner import preprocess_cohort
+
     cohort_csv = args.cohort
     if cohort_csv is None:
         try:
@@ -129,17 +150,12 @@ def run(args: argparse.Namespace) -> int:
         print(cohort_csv)
         if args.adapt_only:
             return 0
-    cancel = threading.Event()
     try:
         out_csv = preprocess_cohort(cohort_csv, args.out, settings, workers=args.workers, progress=_progress_bar,
-                                    cancel=cancel, qa=not args.no_qa)
+                                    qa=not args.no_qa)
     except (CohortError, OSError) as error:
         print(f"dmif preprocess: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        cancel.set()
-        print("dmif preprocess: interrupted; finished cases are kept and will not be redone", file=sys.stderr)
-        return 130
     failures = Path(args.out) / "failures.tsv"
     n_failed = len(failures.read_text(encoding="utf-8").splitlines()) - 1
     if out_csv.exists():

@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="quick: small nets, few epochs (CPU demo); paper: Algorithm 1 as published")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier run in --out (refused otherwise); its other outputs are removed")
     parser.add_argument("--seed", type=int, default=None, help="random seed (split, init, shuffling, augmentation)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs for every stage (overrides the preset)")
     parser.add_argument("--marker", default=None, help="name of the predicted marker (default: 1p/19q co-deletion)")
@@ -51,18 +53,46 @@ def print_progress(event: dict) -> None:
         print("evaluating on the held-out test patients", flush=True)
 
 
+def continue_command(args: argparse.Namespace) -> str:
+    """The command line that continues an interrupted run in ``args.out``: ``--resume`` once a checkpoint
+    exists (it carries the settings), otherwise the same command again with ``--overwrite``."""
+    import shlex
+    import subprocess
+    from pathlib import Path
+
+    from DMIFLib.training.checkpoint import CHECKPOINT_NAME
+
+    if (Path(args.out) / CHECKPOINT_NAME).is_file():
+        words = ["dmif", "train", "--cohort", args.cohort, "--out", args.out, "--resume"]
+        words += ["--device", args.device] if args.device != "auto" else []
+    else:
+        words = ["dmif", "train", "--cohort", args.cohort, "--out", args.out, "--preset", args.preset,
+                 "--device", args.device, "--overwrite"]
+        for key in ("seed", "epochs", "marker", "overrides"):
+            if getattr(args, key) is not None:
+                words += [f"--{key}", str(getattr(args, key))]
+    return subprocess.list2cmdline(words) if sys.platform == "win32" else shlex.join(words)
+
+
 def run(args: argparse.Namespace) -> int:
+    from DMIFLib.run_folder import OutputFolderError, run_folder
     from DMIFLib.training import RunCancelledError, train_cohort
     from DMIFLib.training.errors import user_errors
 
+    if args.resume and args.overwrite:
+        print("dmif train: error: --resume continues the run in --out and --overwrite replaces it; give one",
+              file=sys.stderr)
+        return 2
     try:
-        result = train_cohort(args.cohort, args.out, preset=args.preset, device=args.device, resume=args.resume,
-                              progress=print_progress, overrides=overrides_from_args(args))
-    except user_errors() as error:
+        with run_folder(args.out, "train", overwrite=args.overwrite, resume=args.resume, protect=(args.cohort,),
+                        resume_hint="--resume"):
+            result = train_cohort(args.cohort, args.out, preset=args.preset, device=args.device,
+                                  resume=args.resume, progress=print_progress, overrides=overrides_from_args(args))
+    except (OutputFolderError, *user_errors()) as error:
         print(f"dmif train: error: {error}", file=sys.stderr)
         return 2
-    except RunCancelledError as error:
-        print(f"dmif train: {error}; continue with --resume", file=sys.stderr)
+    except (RunCancelledError, KeyboardInterrupt) as error:
+        print(f"dmif train: {str(error) or 'interrupted'}; to continue run: {continue_command(args)}", file=sys.stderr)
         return 130
     print(f"\nheld-out test patients ({result.metrics_path}):")
     for row in result.metrics:

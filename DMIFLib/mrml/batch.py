@@ -96,14 +96,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["--"]:  # Slicer --python-script passes what follows '--' through
         argv = argv[1:]
     args = build_parser().parse_args(argv)
+    from DMIFLib.failures import FAILURES_NAME, read_failures
+    from DMIFLib.run_folder import OutputFolderError, run_folder
     from DMIFLib.training.errors import user_errors
 
     try:
-        run(args)
-    except (*user_errors(), OSError) as error:  # the user's input (cohort, model, files): exit 2, as `dmif` does
+        with run_folder(args.out, "batch", overwrite=args.overwrite, protect=(args.cohort, args.model)):
+            run(args)
+    # the user's input (cohort, model, files; an output folder in use or holding another run): exit 2, as `dmif`
+    except (OutputFolderError, *user_errors(), OSError) as error:
         print(f"DMIFBatch: error: {error}", file=sys.stderr)
         return 2
     except Exception as error:  # RuntimeError, torch errors, ...: still one line
         print(f"DMIFBatch: error: {error or type(error).__name__}", file=sys.stderr)
+        return 1
+    failures = read_failures(args.out / FAILURES_NAME)
+    if failures:  # the other patients' results are written
+        print(f"DMIFBatch: {len(failures)} case(s) failed; see {args.out / FAILURES_NAME}", file=sys.stderr)
         return 1
     return 0

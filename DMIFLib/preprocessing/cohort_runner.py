@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk  # noqa: N813
 
-from DMIFLib.atomic import atomic_write_text
+from DMIFLib.atomic import atomic_write_text, current_umask
 from DMIFLib.cohort import CohortCase, CohortError, read_cohort, write_cohort
 from DMIFLib.preprocessing.backend import PreprocessingBackend, default_backend
 from DMIFLib.preprocessing.errors import PreprocessingError
@@ -183,6 +183,7 @@ def preprocess_case(case: CohortCase, out_dir: str | os.PathLike, settings: Prep
     case_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".tmp-{case_dir.name}-", dir=case_dir.parent))
     try:
+        os.chmod(tmp_dir, 0o777 & ~current_umask())  # mkdtemp makes 0700; the case folder follows the umask
         start = time.perf_counter()
         outputs = []
         for name, volume in prepared.volumes.items():
@@ -274,6 +275,34 @@ def _failures_text(failures: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _run_parallel(cases: list[CohortCase], workers: int, job: Callable, record: Callable[[dict], None],
+                  cancel: threading.Event | None) -> None:
+    """Run ``job(case, threads)`` (a function and its arguments) for every case in ``workers`` processes.
+
+    At most ``workers`` cases are submitted at a time, so that ``cancel`` or Ctrl-C (``KeyboardInterrupt``)
+    leaves no queued case to run on: the running cases finish (or stop on their own Ctrl-C), nothing new starts.
+    """
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    queue = list(reversed(cases))
+    pool = ProcessPoolExecutor(max_workers=workers)
+    pending: set = set()
+    try:
+        while queue or pending:
+            while queue and len(pending) < workers:
+                function, *arguments = job(queue.pop(), threads)
+                pending.add(pool.submit(function, *arguments))
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in done:
+                record(future.result())
+            if cancel is not None and cancel.is_set():
+                raise InterruptedError(f"preprocessing cancelled after {len(cases) - len(queue) - len(pending)} "
+                                       f"of {len(cases)} cases")
+    finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def preprocess_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike,
                       settings: PreprocessSettings | None = None, workers: int = 1,
                       progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
@@ -316,19 +345,8 @@ def preprocess_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike,
                 raise InterruptedError(f"preprocessing cancelled after {len(results)} of {len(cases)} cases")
             record(_worker(case, str(out_dir), settings_dict, backend, qa, 0))
     else:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            pending = {pool.submit(_worker, case, str(out_dir), settings_dict, backend, qa, threads)
-                       for case in cases}
-            while pending:
-                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                for future in done:
-                    record(future.result())
-                if cancel is not None and cancel.is_set():
-                    for future in pending:
-                        future.cancel()
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    raise InterruptedError(f"preprocessing cancelled after {len(results)} of {len(cases)} cases")
+        _run_parallel(cases, workers, lambda case, threads: (_worker, case, str(out_dir), settings_dict, backend,
+                                                             qa, threads), record, cancel)
     failures = [results[c.patient_id] for c in cases if results[c.patient_id]["status"] == "failed"]
     atomic_write_text(out_dir / "failures.tsv", _failures_text(failures))
     succeeded = [c for c in cases if results[c.patient_id]["status"] != "failed"]

@@ -40,7 +40,7 @@ from DMIFLib.cohort import MODALITIES, read_cohort
 from DMIFLib.model_file import FUSED, LoadedModel, content_problem, model_dict, save_model
 from DMIFLib.training.augment import AugmentConfig, SliceAugmenter
 from DMIFLib.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from DMIFLib.training.data import PatientSlices, load_cohort_slices
+from DMIFLib.training.data import PatientSlices, load_cohort_slices, unreadable_inputs
 from DMIFLib.training.device import resolve_device
 from DMIFLib.training.errors import TrainingError
 from DMIFLib.training.presets import TrainConfig, make_config
@@ -225,7 +225,8 @@ def _prepare_out_dir(out: Path, resume: bool) -> dict | None:
         if not checkpoint.is_file():
             if (out / MODEL_NAME).is_file():
                 raise TrainingError(f"{out}: this run is already complete ({MODEL_NAME} exists); nothing to resume")
-            raise TrainingError(f"{out}: no {CHECKPOINT_NAME} to resume from; start without --resume")
+            raise TrainingError(f"{out}: no {CHECKPOINT_NAME} to resume from; start without --resume (with "
+                                "--overwrite if an unfinished run is there)")
         for stale in out.glob(".*.tmp*"):  # temporary files of writes that a kill interrupted
             stale.unlink()
         return load_checkpoint(checkpoint)
@@ -293,6 +294,10 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
     cases = read_cohort(cohort_csv, require_labels=True, require_modalities=config.modalities or ())
     modalities = config.modalities or tuple(m for m in MODALITIES if all(m in c.images for c in cases))
     config.modalities = modalities
+    unreadable = unreadable_inputs(cases)
+    if unreadable:
+        raise TrainingError(f"{cohort_csv}: {len(unreadable)} input file(s) cannot be read, nothing was trained: "
+                            + "; ".join(unreadable))
     run = _Run(cohort_csv, out, config, torch_device, progress, cancel)
     if checkpoint:
         if checkpoint["cohort_sha256"] != run.cohort_sha256:

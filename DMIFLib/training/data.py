@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from DMIFLib.cohort import CohortCase, read_cohort
+from DMIFLib.preprocessing.errors import PreprocessingError
 from DMIFLib.training.errors import RunCancelledError
 
 if TYPE_CHECKING:
@@ -55,6 +56,36 @@ def _cache_file(cache_dir: Path, patient_id: str) -> Path:
     return cache_dir / f"{safe}-{hashlib.sha1(patient_id.encode()).hexdigest()[:8]}.npz"
 
 
+def unreadable_inputs(cases: Sequence[CohortCase]) -> list[str]:
+    """One line per case whose input files (images, brain mask, ROI file) are missing or cannot be read, checked
+    before any slow work: each file is opened, and an image's header is read (``ImageFileReader``)."""
+    import SimpleITK as sitk  # noqa: N813
+
+    problems = []
+    for case in cases:
+        files = {m: Path(case.images[m]) for m in case.modalities}
+        if case.brain_mask is not None:
+            files["brain_mask"] = Path(case.brain_mask)
+        if not case.roi_is_inline():
+            files["roi"] = Path(case.roi)
+        for name, path in files.items():
+            try:
+                if path.is_dir():  # a DICOM series folder: listing it is the check here
+                    next(iter(path.iterdir()), None)
+                    continue
+                with open(path, "rb") as handle:
+                    handle.read(1)
+                if name != "roi" or path.name.lower().endswith((".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")):
+                    reader = sitk.ImageFileReader()
+                    reader.SetFileName(str(path))
+                    reader.ReadImageInformation()
+            except (OSError, RuntimeError) as error:
+                reason = "not found" if isinstance(error, FileNotFoundError) else (
+                    getattr(error, "strerror", None) or str(error).strip().splitlines()[-1])
+                problems.append(f"case {case.patient_id}: {name} {path}: {reason}")
+    return problems
+
+
 def load_cohort_slices(cohort: str | os.PathLike | Sequence[CohortCase], settings,
                        progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
                        cache_dir: str | os.PathLike | None = None,
@@ -65,7 +96,8 @@ def load_cohort_slices(cohort: str | os.PathLike | Sequence[CohortCase], setting
     ``settings``: ``PreprocessSettings``. With ``cache_dir``, each stack is saved there as ``.npz`` keyed by
     :func:`cache_key` and reused while the settings and input files are unchanged. ``progress`` gets
     ``{"stage": "slices", "case", "cases", "patient_id"}``; ``cancel`` is checked before each case.
-    Raises ``CohortError`` / ``PreprocessingError`` naming the case.
+    A case that fails does not stop the others' extraction (their stacks are cached); then one
+    ``PreprocessingError`` names every failed case. Raises ``CohortError`` for an unusable table.
     """
     from DMIFLib.preprocessing.pipeline import case_slices
     from DMIFLib.preprocessing.slices import SliceStack
@@ -75,7 +107,7 @@ def load_cohort_slices(cohort: str | os.PathLike | Sequence[CohortCase], setting
     if modalities:  # other images of a case are not read and do not pick the reference grid
         cases = [case.only(modalities) for case in cases]
     cache = Path(cache_dir) if cache_dir is not None else None
-    out = []
+    out, failed = [], []
     for number, case in enumerate(cases, start=1):
         if cancel is not None and cancel.is_set():
             raise RunCancelledError(f"slice extraction cancelled before case {case.patient_id}")
@@ -89,10 +121,17 @@ def load_cohort_slices(cohort: str | os.PathLike | Sequence[CohortCase], setting
             if cached.info.get("cache_key") == key:
                 stack = cached
         if stack is None:
-            stack = case_slices(case, settings)
+            try:
+                stack = case_slices(case, settings)
+            except PreprocessingError as error:
+                failed.append(str(error.with_case(case.patient_id)))
+                continue
             stack.patient_id = case.patient_id
             if path is not None:
                 stack.info = {**stack.info, "cache_key": key}
                 stack.save(path)
         out.append(PatientSlices(case.patient_id, int(case.label), stack, case.split, case.subject))
+    if failed:
+        kept = " (the others' slices are cached)" if cache is not None else ""
+        raise PreprocessingError(f"{len(failed)} of {len(cases)} cases failed{kept}: " + "; ".join(failed))
     return out
