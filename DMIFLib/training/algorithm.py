@@ -274,7 +274,8 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
     by_id = {p.patient_id: p for p in data}
     labels = {p.patient_id: p.label for p in data}
     try:
-        fixed = ({pid: "test" if pid in set(test_ids) else "train" for pid in labels} if test_ids is not None
+        held = set(test_ids) if test_ids is not None else None
+        fixed = ({pid: "test" if pid in held else "train" for pid in labels} if held is not None
                  else {p.patient_id: p.split for p in data})
         train_ids, test_ids = patient_split(labels, config.test_fraction, config.seed, fixed)
     except ValueError as error:
