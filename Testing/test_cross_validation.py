@@ -148,6 +148,8 @@ def test_cli_rejects_too_many_folds(tmp_path, tmp_path_factory, capsys):
                  "--overrides", json.dumps(TINY_OVERRIDES)]) == 2
     err = capsys.readouterr().err
     assert "5-fold cross-validation needs at least 5 patients of each class" in err and "Traceback" not in err
+    assert main(["train", "--cohort", str(cohort), "--out", str(tmp_path / "bad2"), "--repeats", "2"]) == 2
+    assert "--repeats needs --cv K" in capsys.readouterr().err
 
 
 def test_worker_runs_cross_validation(tmp_path, tmp_path_factory, capsys):

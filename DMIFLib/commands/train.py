@@ -65,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.cv is not None:
         return _run_cv(args)
+    if args.repeats != 1:
+        print("dmif train: error: --repeats needs --cv K", file=sys.stderr)
+        return 2
     try:
         result = train_cohort(args.cohort, args.out, preset=args.preset, device=args.device, resume=args.resume,
                               progress=print_progress, overrides=overrides_from_args(args))
