@@ -12,7 +12,8 @@ JSON object (NaN written as null):
   next batch; a training run keeps its last epoch's checkpoint and continues with ``--resume``.
 
 Usage: ``train COHORT OUT [--preset quick|paper] [--device D] [--resume] [--seed S] [--marker M]
-[--overrides JSON]`` and ``predict COHORT MODEL OUT [--device D]``.
+[--overrides JSON] [--cv K [--repeats R]]`` (``--cv``: cross-validation run, progress events carry
+``repeat``/``repeats``/``fold``/``folds``) and ``predict COHORT MODEL OUT [--device D]``.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=None)
     train.add_argument("--marker", default=None)
     train.add_argument("--overrides", default=None, help="JSON object of training settings")
+    train.add_argument("--cv", type=int, default=None, metavar="K", help="K-fold cross-validation run")
+    train.add_argument("--repeats", type=int, default=1, metavar="R", help="with --cv: repeats of the K folds")
     predict = sub.add_parser("predict", help="predict a cohort with a model file")
     predict.add_argument("cohort")
     predict.add_argument("model")
@@ -71,6 +74,16 @@ def _run(args: argparse.Namespace, cancel: threading.Event) -> dict:
     def progress(event: dict) -> None:
         emit("progress", **event)
 
+    if args.command == "train" and args.cv is not None:
+        from DMIFLib.commands.train import overrides_from_args
+        from DMIFLib.training.cross_validation import cross_validate
+
+        cv = cross_validate(args.cohort, args.out, k=args.cv, repeats=args.repeats, preset=args.preset,
+                            device=args.device, resume=args.resume, progress=progress, cancel=cancel,
+                            overrides=overrides_from_args(args))
+        return {"message": f"cross-validation finished: {cv.model_path}", "out_dir": str(cv.out_dir),
+                "model": str(cv.model_path), "metrics": str(cv.metrics_path), "oof_predictions": str(cv.oof_path),
+                "folds": str(cv.folds_path), "cv_metrics": cv.metrics, "seconds": cv.seconds}
     if args.command == "train":
         from DMIFLib.commands.train import overrides_from_args
         from DMIFLib.training import train_cohort

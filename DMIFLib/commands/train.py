@@ -22,6 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="epochs for every stage (overrides the preset)")
     parser.add_argument("--marker", default=None, help="name of the predicted marker (default: 1p/19q co-deletion)")
     parser.add_argument("--overrides", default=None, help="JSON object of training settings (see docs/training.md)")
+    parser.add_argument("--cv", type=int, default=None, metavar="K",
+                        help="K-fold cross-validation by patient instead of one held-out split: out-of-fold "
+                             "predictions for every patient, pooled AUC; the model is the ensemble of the folds")
+    parser.add_argument("--repeats", type=int, default=1, metavar="R",
+                        help="with --cv: repeat the K folds R times with different seeds (default 1)")
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict:
@@ -51,6 +56,9 @@ def print_progress(event: dict) -> None:
               f"lr {event['lr']:.1e}  ({event['seconds']:.1f} s)", flush=True)
     elif stage == "evaluate":
         print("evaluating on the held-out test patients", flush=True)
+    if "fold" in event and event.get("stage") == "slices" and event.get("case") == 1:
+        print(f"--- repeat {event['repeat']}/{event['repeats']}, fold {event['fold']}/{event['folds']} ---",
+              flush=True)
 
 
 def continue_command(args: argparse.Namespace) -> str:
@@ -83,6 +91,11 @@ def run(args: argparse.Namespace) -> int:
         print("dmif train: error: --resume continues the run in --out and --overwrite replaces it; give one",
               file=sys.stderr)
         return 2
+    if args.cv is not None:
+        return _run_cv(args)
+    if args.repeats != 1:
+        print("dmif train: error: --repeats needs --cv K", file=sys.stderr)
+        return 2
     try:
         with run_folder(args.out, "train", overwrite=args.overwrite, resume=args.resume, protect=(args.cohort,),
                         resume_hint="--resume"):
@@ -99,4 +112,33 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {row['level']:<8} {row['model']:<6} n={row['n']:<5} AUC={row['auc']:.4f} acc={row['accuracy']:.4f} "
               f"sens={row['sensitivity']:.4f} spec={row['specificity']:.4f} cut-off={row['cutoff']:.3f}")
     print(f"model: {result.model_path}  ({result.seconds:.0f} s)")
+    return 0
+
+
+def _run_cv(args: argparse.Namespace) -> int:
+    from DMIFLib.run_folder import OutputFolderError, run_folder
+    from DMIFLib.training import RunCancelledError
+    from DMIFLib.training.cross_validation import cross_validate
+    from DMIFLib.training.errors import user_errors
+
+    try:
+        with run_folder(args.out, "train", overwrite=args.overwrite, resume=args.resume, protect=(args.cohort,),
+                        resume_hint="--resume"):
+            result = cross_validate(args.cohort, args.out, k=args.cv, repeats=args.repeats, preset=args.preset,
+                                    device=args.device, resume=args.resume, progress=print_progress,
+                                    overrides=overrides_from_args(args))
+    except (OutputFolderError, *user_errors()) as error:
+        print(f"dmif train: error: {error}", file=sys.stderr)
+        return 2
+    except (RunCancelledError, KeyboardInterrupt) as error:
+        print(f"dmif train: {str(error) or 'interrupted'}; continue with the same command and --resume",
+              file=sys.stderr)
+        return 130
+    print(f"\nout-of-fold predictions, {args.cv}-fold cross-validation x {args.repeats} ({result.metrics_path}):")
+    for row in result.metrics:
+        print(f"  {row['level']:<8} {row['model']:<6} n={row['n']:<5} AUC={row['auc']:.4f} "
+              f"[{row['auc_ci_low']:.4f}, {row['auc_ci_high']:.4f}] (DeLong)  repeats: mean "
+              f"{row['auc_repeat_mean']:.4f} sd {row['auc_repeat_sd']:.4f}  acc={row['accuracy']:.4f} "
+              f"cut-off={row['cutoff']:.3f}")
+    print(f"model (ensemble of {args.cv * args.repeats} fold models): {result.model_path}  ({result.seconds:.0f} s)")
     return 0

@@ -63,6 +63,17 @@ def _read_scores(path: Path, rows: list[dict[str, str]], labels: dict[str, int],
     return ids, {c: np.asarray(v) for c, v in scores.items()}
 
 
+def mean_over_repeats(ids: list[str], scores: dict[str, np.ndarray]) -> tuple[list[str], dict[str, np.ndarray]]:
+    """One score per patient: the mean of its rows (a cross-validation's out-of-fold predictions of R repeats).
+
+    Returns the patients sorted and each column's (n_patients,) means."""
+    unique = sorted(set(ids))
+    index = {pid: i for i, pid in enumerate(unique)}
+    rows = np.array([index[pid] for pid in ids])
+    counts = np.bincount(rows, minlength=len(unique))
+    return unique, {c: np.bincount(rows, weights=s, minlength=len(unique)) / counts for c, s in scores.items()}
+
+
 def model_cutoffs(predictions_tsv: Path, model_path: str | os.PathLike | None = None) -> dict[str, float]:
     """The training cut-offs by ``"<level>/<model>"`` (e.g. ``"slice/t1c"``, ``"patient/fused"``).
 
@@ -117,6 +128,8 @@ def evaluate_predictions(predictions_tsv: str | os.PathLike, cohort_csv: str | o
 
     n_mod = len([c for c in columns if c != "p_fused"])
     ids, scores = _read_scores(predictions_tsv, rows, labels, columns)
+    if "repeat" in rows[0]:  # oof_predictions.tsv of `dmif train --cv`: a patient's score is its repeats' mean
+        ids, scores = mean_over_repeats(ids, scores)
     y = np.array([labels[pid] for pid in ids])
     # a single-modality model's fused score is its modality's score: keep one row
     if "p_fused" in scores:

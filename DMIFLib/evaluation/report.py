@@ -30,6 +30,8 @@ TABLE_FILES = (
     ("table2_reference_cnns.tsv", "Table 2: DMIF-Net against reference CNNs (DeLong p vs DMIF-Net, patient level)"),
     ("table3_ablations.tsv", "Table 3: ablations (DeLong p vs multimodal DMIF-Net, patient level)"),
     ("metrics.tsv", "Training run metrics"),
+    ("cv_repeats.tsv", "Cross-validation: pooled out-of-fold AUC of each repeat (DeLong CI)"),
+    ("cv_folds.tsv", "Cross-validation: each fold's held-out metrics (patients per side, AUCs, cut-off)"),
     ("delong_tests.tsv", "Paired DeLong tests of AUC against the reference model (Bonferroni within each table)"),
     ("separability.tsv", "Feature separability: MMD and cosine Dist (paper eq. 9–11; larger = better separated)"),
 )
@@ -111,7 +113,8 @@ def _labelled_scores(rows: Sequence[Mapping[str, str]], labels: Mapping[str, int
     """(labels (n,), {column: probabilities (n,)}) from a scores/predictions table, or None without labels."""
     if not rows:
         return None
-    skip = {"patient_id", "label", "split", "prediction", "cutoff", "n_slices", "slice_index", "level"}
+    skip = {"patient_id", "label", "split", "prediction", "cutoff", "n_slices", "slice_index", "level", "repeat",
+            "fold"}
     if "label" in rows[0]:
         kept = [r for r in rows if r["label"] in ("0", "1")]
         y = np.array([int(r["label"]) for r in kept])
@@ -130,6 +133,22 @@ def _labelled_scores(rows: Sequence[Mapping[str, str]], labels: Mapping[str, int
         except ValueError:
             continue
     return y, scores
+
+
+def _oof_scores(run_dir: Path) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """A cross-validation run's out-of-fold scores: labels (n,) and each model's mean over repeats (n,)."""
+    from DMIFLib.evaluation.evaluate import mean_over_repeats, model_name
+
+    path = run_dir / "oof_predictions.tsv"
+    rows = read_tsv(path) if path.is_file() else []
+    data = _labelled_scores(rows, None)
+    if data is None:
+        return None
+    kept = [r["patient_id"] for r in rows if r["label"] in ("0", "1")]
+    ids, scores = mean_over_repeats(kept, data[1])
+    label = dict(zip(kept, data[0], strict=True))
+    n_mod = len([c for c in scores if c != "p_fused"])
+    return np.array([label[pid] for pid in ids]), {model_name(c, n_mod): s for c, s in scores.items()}
 
 
 def recorded_cohort(run_dir: Path) -> Path | None:
@@ -188,6 +207,9 @@ def build_report(run_dir: str | os.PathLike, out_path: str | os.PathLike | None 
         if (data := _labelled_scores(tsv(name), None)) is not None:
             title = f"ROC, {level} level, test set" + ("" if level == "patient" else " (CIs in the tables)")
             figures.append(_img(roc_figure(*data, title=title, delong_ci=level == "patient"), f"ROC {level}"))
+    if (oof := _oof_scores(run_dir)) is not None:
+        figures.append(_img(roc_figure(*oof, title="ROC, patient level, out-of-fold (mean over repeats)"),
+                            "ROC out-of-fold"))
     predictions = tsv("predictions.tsv")
     if not figures:  # a train / predict folder: probabilities per modality and fused, labels from the cohort
         from DMIFLib.evaluation.evaluate import model_name

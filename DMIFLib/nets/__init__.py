@@ -33,6 +33,10 @@ def build_net(spec: dict[str, Any]) -> nn.Module:
         return DMIFNet.from_config(DMIFNetConfig.from_dict(config))
     if kind == "multimodal":
         return MultimodalDMIF.from_config(MultimodalDMIFConfig.from_dict(config))
+    if kind == "ensemble":
+        from DMIFLib.nets.ensemble import NetEnsemble
+
+        return NetEnsemble([build_net(member) for member in config["members"]])
     if kind in ("resnet34", "densenet121", "vgg"):
         from DMIFLib.nets.reference import build_reference
 

@@ -25,7 +25,7 @@ import os
 import platform
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -266,7 +266,8 @@ def training_settings(config: TrainConfig, cohort: dict[str, Any] | None, cohort
 
 def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, preset: str = "quick",
                  device: str = "auto", resume: bool = False, progress: Callable[[dict], None] | None = None,
-                 cancel: threading.Event | None = None, overrides: dict[str, Any] | None = None) -> TrainResult:
+                 cancel: threading.Event | None = None, overrides: dict[str, Any] | None = None, *,
+                 test_ids: Collection[str] | None = None, slice_cache: str | os.PathLike | None = None) -> TrainResult:
     """Train DMIF-Net on a labelled cohort with Algorithm 1 and evaluate it on held-out test patients.
 
     ``preset``: "quick" or "paper" (:mod:`DMIFLib.training.presets`); ``overrides``: TrainConfig fields
@@ -276,6 +277,8 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
     ``loss``, per epoch ``val_loss``/``val_auc``, and ``fraction`` (0..1 of the whole run); ``cancel`` stops
     cleanly (``RunCancelledError``) with the last epoch's checkpoint kept for ``resume``. Raises
     ``CohortError`` / ``PreprocessingError`` / ``TrainingError`` naming the file or case.
+    ``test_ids`` (cross-validation folds) replaces the split's test patients; ``slice_cache`` is the folder of
+    cached slice stacks (default ``out_dir/slices``).
     """
     from DMIFLib.inference import predict_stack, prediction_tables
     from DMIFLib.preprocessing.cohort_settings import cohort_settings
@@ -306,13 +309,16 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
         run.done, run.history, run.timings = checkpoint["done"], checkpoint["history"], checkpoint["timings"]
         run.fusion_init = checkpoint.get("fusion_init", {})
     run.overrides = checkpoint["overrides"] if checkpoint else dict(overrides or {})
-    data = load_cohort_slices(cases, settings, progress, cancel, cache_dir=out / "slices", modalities=modalities)
+    data = load_cohort_slices(cases, settings, progress, cancel, cache_dir=slice_cache or out / "slices",
+                              modalities=modalities)
     by_id = {p.patient_id: p for p in data}
     labels = {p.patient_id: p.label for p in data}
     groups = {p.patient_id: p.subject or p.patient_id for p in data}  # a subject's timepoints stay on one side
     try:
-        train_ids, test_ids = patient_split(labels, config.test_fraction, config.seed, {p.patient_id: p.split
-                                                                                         for p in data}, groups)
+        held = set(test_ids) if test_ids is not None else None
+        fixed = ({pid: "test" if pid in held else "train" for pid in labels} if held is not None
+                 else {p.patient_id: p.split for p in data})
+        train_ids, test_ids = patient_split(labels, config.test_fraction, config.seed, fixed, groups)
     except ValueError as error:
         raise TrainingError(f"{cohort_csv}: {error}") from None
     fit_ids, val_ids = validation_split({pid: labels[pid] for pid in train_ids}, config.val_fraction, config.seed,

@@ -120,12 +120,13 @@ _PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         # 64×64 slices: no max-pool after DF-Net's stem, so that its first stage still resolves 4-px textures
         # MI-Net: log-compressed scattering (its coefficients span orders of magnitude), 32 channels per scale;
-        # it trains on the scattering cache (about a second per epoch), so it gets more epochs than DF-Net.
+        # it trains on the scattering cache (about a second per epoch), so it gets more epochs than DF-Net:
+        # 100, because on 38 training patients it still improves after 40 (docs/training.md, small cohorts).
         "net_width": "quick", "mi_scales": (2, 3),
         "net_overrides": {"dfnet": {"stem_pool": False},
                           "minet": {"input_norm": "log_batchnorm", "channels_per_scale": 32}},
         "batch_size": 32, "slice_size": 64, "max_slices": 8,
-        "epochs": {"stage1": 4, "stage1/minet": 40, "stage2": 3, "stage3": 2},
+        "epochs": {"stage1": 4, "stage1/minet": 100, "stage2": 3, "stage3": 2},
         "lr": {"stage1": 1e-3, "stage1/minet": 3e-3, "stage2": 3e-4, "stage3": 1e-4},
         "augment": AugmentConfig(rotate_deg=180.0, translate_px=4.0, gaussian_prob=0.0, rayleigh_prob=0.0).to_dict(),
         "scattering_cache": True,

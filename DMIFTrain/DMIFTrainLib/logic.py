@@ -170,8 +170,10 @@ class TrainLogic:
 
     # --- the worker --------------------------------------------------------------------------------------
     def workerCommand(self, cohortCsv, outputFolder, preset: str = "quick", device: str = "auto",
-                      resume: bool = False, overrides: Mapping | None = None, marker: str | None = None) -> list[str]:
-        """``PythonSlicer -m DMIFLib.worker train COHORT OUT --preset P --device D [--resume] [--overrides JSON]``."""
+                      resume: bool = False, overrides: Mapping | None = None, marker: str | None = None,
+                      cvFolds: int | None = None, cvRepeats: int = 1) -> list[str]:
+        """``PythonSlicer -m DMIFLib.worker train COHORT OUT --preset P --device D [--resume] [--overrides JSON]
+        [--cv K --repeats R]`` (``cvFolds``: a cross-validation run, docs/training.md)."""
         command = [self.pythonExecutable, "-m", "DMIFLib.worker", "train", str(cohortCsv), str(outputFolder),
                    "--preset", preset, "--device", device]
         if resume:
@@ -180,6 +182,8 @@ class TrainLogic:
             command += ["--overrides", json.dumps(dict(overrides))]
         if marker:
             command += ["--marker", marker]
+        if cvFolds:
+            command += ["--cv", str(int(cvFolds)), "--repeats", str(int(cvRepeats))]
         return command
 
     def startTraining(self, cohortCsv, outputFolder, **options) -> WorkerProcess:
@@ -237,6 +241,8 @@ class TrainLogic:
             text = str(event["message"])
         else:
             parts = [str(event[k]) for k in ("stage", "modality") if event.get(k)]
+            if event.get("fold"):
+                parts.insert(0, f"repeat {event['repeat']}/{event['repeats']} fold {event['fold']}/{event['folds']}")
             if "epoch" in event:
                 parts.append(f"epoch {event['epoch']}" + (f"/{event['epochs']}" if event.get("epochs") else ""))
             for key in ("loss", "val_loss", "val_auc"):
