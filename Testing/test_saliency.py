@@ -88,6 +88,15 @@ def test_wrong_reference_grid_is_refused():
         slices_to_volume(stack.images["t1c"], stack, other)
 
 
+def test_gradcam_needs_a_df_net():
+    spec = preset_spec("minet", "tiny")
+    spec["config"]["input_shape"] = [SIZE, SIZE]
+    with pytest.raises(ValueError, match="no DF-Net branch"):
+        slice_saliency(build_net(spec), np.zeros((1, SIZE, SIZE), np.float32), "gradcam")
+    with pytest.raises(ValueError, match="unknown saliency method"):
+        slice_saliency(build_net(spec), np.zeros((1, SIZE, SIZE), np.float32), "lime")
+
+
 @pytest.mark.shared_data
 def test_saliency_volume_on_real_oblique_t2_grid(shared_data):
     """The TCGA T2 has an oblique direction matrix and a 224×256×26 grid: the Grad-CAM volume has exactly its

@@ -27,12 +27,14 @@ METHODS = ("gradcam", "occlusion", "integrated_gradients")
 
 def gradcam_layer(net: nn.Module) -> nn.Module:
     """DF-Net's last block in ``net`` (a ``DMIFNet`` or ``DFNet``): the last module of its fusion stage."""
-    df = getattr(net, "df", net)
-    fusion = getattr(df, "fusion", None)
-    if not isinstance(fusion, nn.Sequential) or not len(fusion):
-        raise ValueError(f"Grad-CAM needs a net with a DF-Net branch; {type(net).__name__} has none "
+    from DMIFLib.nets.dfnet import DFNet
+    from DMIFLib.nets.dmifnet import DMIFNet
+
+    df = net.df if isinstance(net, DMIFNet) else net
+    if not isinstance(df, DFNet):
+        raise ValueError(f"Grad-CAM needs a DMIF-Net or DF-Net; {type(net).__name__} has no DF-Net branch "
                          "(use occlusion or integrated_gradients)")
-    return fusion[-1]
+    return df.fusion[-1]
 
 
 @contextmanager
