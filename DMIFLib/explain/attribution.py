@@ -3,12 +3,12 @@
 Every map explains the net's logit (P(marker) = sigmoid(logit)); positive values are evidence *for* the marker.
 
 - ``"gradcam"``: Captum's ``LayerGradCam`` on DF-Net's last block (the fusion module's last conv + BN + ReLU,
-  the map SPP pools; 8×8 at 128×128 input), ReLU applied (Selvaraju et al. 2017), bilinearly upsampled to S×S.
-  Non-negative. Needs a net with a DF-Net (``DMIFNet`` or ``DFNet``).
+  the map SPP pools; 8×8 at 128×128 input), ReLU applied (Selvaraju et al. 2017; ``gradcam_relu=False`` keeps
+  the signed map), bilinearly upsampled to S×S; non-negative with the ReLU. Needs a ``DMIFNet`` or ``DFNet``.
 - ``"occlusion"``: Captum's ``Occlusion``: a ``window``×``window`` patch set to ``baseline`` slides with
   ``stride``; each pixel gets the mean drop of the logit over the patches that cover it. Signed.
 - ``"integrated_gradients"``: Captum's ``IntegratedGradients`` from a constant ``baseline`` image
-  (``n_steps`` Gauss–Legendre steps). Signed; sums to logit(x) − logit(baseline) per slice.
+  (``n_steps`` Gauss–Legendre steps). Signed; sums to about logit(x) − logit(baseline) per slice.
 
 The baseline is 0, the brain's mean after z-scoring. Occlusion and IG explain the whole net (DF- and MI-Net).
 """
@@ -50,7 +50,7 @@ def _eval_mode(net: nn.Module) -> Iterator[nn.Module]:
 
 def slice_saliency(net: nn.Module, slices: np.ndarray, method: str = "gradcam", batch_size: int = 16,
                    baseline: float = 0.0, window: int = 16, stride: int = 8, n_steps: int = 32,
-                   device: torch.device | str | None = None) -> np.ndarray:
+                   gradcam_relu: bool = True, device: torch.device | str | None = None) -> np.ndarray:
     """Saliency of ``net`` for each slice: ``slices`` (n, S, S) float32 → (n, S, S) float32 (see module doc).
 
     ``net`` takes (B, 1, S, S) and returns logits (B,); it is run in eval mode and left in its previous mode.
@@ -72,7 +72,7 @@ def slice_saliency(net: nn.Module, slices: np.ndarray, method: str = "gradcam", 
         for start in range(0, len(slices), batch_size):
             x = torch.from_numpy(slices[start:start + batch_size]).to(device)[:, None]
             if method == "gradcam":
-                cam = LayerGradCam(net, gradcam_layer(net)).attribute(x, relu_attributions=True)
+                cam = LayerGradCam(net, gradcam_layer(net)).attribute(x, relu_attributions=gradcam_relu)
                 attr = LayerAttribution.interpolate(cam, size, interpolate_mode="bilinear")
             elif method == "occlusion":
                 attr = Occlusion(net).attribute(x, sliding_window_shapes=(1, window, window),
