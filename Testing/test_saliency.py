@@ -10,8 +10,10 @@ import torch
 from scipy.stats import spearmanr
 
 from DMIFLib.explain import crop_geometry, saliency_volume, slice_saliency, slices_to_volume
+from DMIFLib.model_file import LoadedModel
 from DMIFLib.nets import build_net, preset_spec
 from DMIFLib.preprocessing.roi import OrientedBox
+from DMIFLib.preprocessing.settings import PreprocessSettings
 from DMIFLib.preprocessing.slices import extract_slices
 
 SIZE = 32
@@ -100,7 +102,7 @@ def test_gradcam_needs_a_df_net():
 @pytest.mark.shared_data
 def test_saliency_volume_on_real_oblique_t2_grid(shared_data):
     """The TCGA T2 has an oblique direction matrix and a 224×256×26 grid: the Grad-CAM volume has exactly its
-    size, spacing, origin and direction, and its non-zero voxels lie inside the box."""
+    size, spacing, origin and direction, and its non-zero voxels lie inside the box (through a LoadedModel)."""
     reference = sitk.ReadImage(str(shared_data / "TCGA-FG-6692" / "native" / "TCGA-FG-6692_t2.nii.gz"),
                                sitk.sitkFloat32)
     assert not np.allclose(np.asarray(reference.GetDirection()).reshape(3, 3), np.eye(3))
@@ -108,7 +110,10 @@ def test_saliency_volume_on_real_oblique_t2_grid(shared_data):
     stack = extract_slices({"t2w": reference}, _label_box(reference, lo, hi), size=SIZE)
     stack.images["t2w"] = (stack.images["t2w"] - stack.images["t2w"].mean()) / stack.images["t2w"].std()
     torch.manual_seed(0)
-    volume = saliency_volume(build_net(_tiny_spec()), stack, reference, "t2w", method="gradcam")
+    net = build_net(_tiny_spec()).eval()
+    model = LoadedModel(nets={"t2w": net, "fused": net}, modalities=("t2w",), marker="test", cutoff=0.5,
+                        settings=PreprocessSettings(slice_size=SIZE), device=torch.device("cpu"))
+    volume = saliency_volume(model, stack, reference, "t2w", method="gradcam")
     assert volume.GetSize() == reference.GetSize()
     assert volume.GetSpacing() == reference.GetSpacing()
     assert volume.GetOrigin() == reference.GetOrigin()
