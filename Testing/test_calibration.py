@@ -75,8 +75,12 @@ def test_round_trip_is_exact_and_loads_with_weights_only(method):
 def test_bad_entries_are_refused():
     with pytest.raises(ValueError, match="unknown calibration method"):
         calibrator_from_dict({"method": "beta"})
-    with pytest.raises(ValueError, match="incomplete platt"):
+    with pytest.raises(ValueError, match="platt calibration entry"):
         calibrator_from_dict({"method": "platt", "slope": 1.0})
+    with pytest.raises(ValueError, match="positive"):
+        calibrator_from_dict({"method": "temperature", "temperature": -1.0})
+    with pytest.raises(ValueError, match="as many y as x"):
+        calibrator_from_dict({"method": "isotonic", "x": [0.1, 0.2], "y": [0.5]})
     with pytest.raises(ValueError, match="probabilities"):
         fit_calibrator("platt", [0.2, 1.5], [0, 1])
 

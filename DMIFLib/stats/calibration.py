@@ -61,6 +61,10 @@ class TemperatureCalibrator:
     temperature: float
     method = "temperature"
 
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature must be a positive number, got {self.temperature}")
+
     @classmethod
     def fit(cls, scores: Any, labels: Any) -> TemperatureCalibrator:
         p, y = _check(scores, labels)
@@ -108,6 +112,10 @@ class IsotonicCalibrator:
     y: tuple[float, ...]
     method = "isotonic"
 
+    def __post_init__(self) -> None:
+        if not self.x or len(self.x) != len(self.y) or np.any(np.diff(self.x) < 0):
+            raise ValueError("isotonic calibration needs as many y as x values, x non-decreasing and non-empty")
+
     @classmethod
     def fit(cls, scores: Any, labels: Any) -> IsotonicCalibrator:
         from sklearn.isotonic import IsotonicRegression
@@ -145,7 +153,7 @@ def calibrator_from_dict(data: dict[str, Any]) -> Calibrator:
             return IsotonicCalibrator(x=tuple(float(v) for v in fields["x"]), y=tuple(float(v) for v in fields["y"]))
         return _CLASSES[method](**{k: float(v) for k, v in fields.items()})
     except (KeyError, TypeError) as error:
-        raise ValueError(f"incomplete {method} calibration entry ({error})") from None
+        raise ValueError(f"incomplete or unknown fields in the {method} calibration entry ({error})") from None
 
 
 # -- measures ------------------------------------------------------------------------------------------------
