@@ -168,6 +168,7 @@ def trained_and_random():
     return net, randomised, test_images[positives], test_masks[positives], accuracy
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["gradcam", "occlusion", "integrated_gradients"])
 def test_model_randomisation_changes_the_maps(trained_and_random, method):
     """Adebayo et al. (2018): a saliency method that explains the model must give clearly different maps for a
