@@ -310,12 +310,20 @@ def run_folder(path: str | os.PathLike, command: str, overwrite: bool = False, r
                     "foreign": sorted(set(before) - set(carried))}  # for a run killed before its end
         atomic_write_text(folder / MANIFEST_NAME, json.dumps(manifest, indent=1) + "\n")
         status = "incomplete"
+        refused = False
         try:
             yield run
             status = "complete"
+        except Exception as error:
+            refused = folder in created and _is_refusal(error)
+            raise
         finally:
             after = _entries(folder)
             changed = {n for n, stamp in after.items() if before.get(n) != stamp}
+            if refused:  # a new folder of a run refused for its input (e.g. a bad case found while slicing the
+                # cohort): nothing partial is left; an interrupted or cancelled run keeps its work for resuming
+                _remove_outputs(folder, sorted(changed), protect)
+                after, changed = _entries(folder), set()
             written = changed | {n for n in carried if n in after}
             if run.continued and not changed and status != "complete" and run.previous.get("status") == "complete":
                 status = "complete"  # a continuation that stopped before writing leaves the finished run as it was
@@ -331,6 +339,14 @@ def run_folder(path: str | os.PathLike, command: str, overwrite: bool = False, r
         _remove_empty(created)
         raise
     lock.release()
+    _remove_empty(created)  # a run that wrote nothing (e.g. refused its input and returned 2) leaves no folder
+
+
+def _is_refusal(error: Exception) -> bool:
+    """True for an error about the user's input (:func:`DMIFLib.training.errors.user_errors`), not a cancel."""
+    from DMIFLib.training.errors import user_errors
+
+    return isinstance(error, user_errors())
 
 
 def _remove_empty(created: list[Path]) -> None:
@@ -383,3 +399,11 @@ def _output_file(path: Path, overwrite: bool) -> Iterator[Path]:
         _remove_empty(created)
         raise
     lock.release()
+    _remove_empty(created)  # a run that wrote nothing (e.g. refused its input and returned 2) leaves no folder
+
+
+def _is_refusal(error: Exception) -> bool:
+    """True for an error about the user's input (:func:`DMIFLib.training.errors.user_errors`), not a cancel."""
+    from DMIFLib.training.errors import user_errors
+
+    return isinstance(error, user_errors())

@@ -366,7 +366,7 @@ def test_fallback_lock_file_of_a_dead_process_is_taken_over(tmp_path, monkeypatc
 
 def test_train_holds_the_lock_and_ctrl_c_names_the_exact_resume_command(cohort, tmp_path):
     out = tmp_path / "run with space"
-    slow = {**TINY, "epochs": 3}  # 21 epochs in all: the run is still going when the first checkpoint appears
+    slow = {**TINY, "epochs": 12}  # 84 epochs in all: the run is still going when the first checkpoint appears
     train = subprocess.Popen(dmif_command("train", "--cohort", cohort, "--out", out, "--device", "cpu",
                                           "--overrides", json.dumps(slow)),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(), cwd=ROOT)

@@ -321,8 +321,8 @@ def test_unreadable_input_files_are_one_line(raw_cohort):
         first.images["t2w"].chmod(0o600)
         base = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "DMIFLib"]
         for table, what in [(secret_table, f"{secret_table}: cannot read the cohort file"),
-                            (folder / "c" / "cohort.csv", f"case {first.patient_id}, {first.images['t2w']}: cannot "
-                                                          "read")]:
+                            (folder / "c" / "cohort.csv", f"case {first.patient_id}: t2w {first.images['t2w']}: "
+                                                          "Permission denied")]:
             done = subprocess.run([*base, "train", "--cohort", str(table), "--out", str(folder / "run"),
                                    "--overrides", json.dumps(TINY_OVERRIDES)], capture_output=True, text=True,
                                   timeout=300, env={**os.environ, "PYTHONPATH": str(REPO), "HOME": str(folder),

@@ -69,8 +69,6 @@ def _adapt(args: argparse.Namespace, out_dir: Path) -> Path:
     if args.labels:
         value_map = parse_label_map(args.label_map) if args.label_map else None
         sheet = read_label_sheet(args.labels, args.label_column, args.id_column, value_map)
-    elif args.label_column or args.id_column or args.label_map:
-        raise CohortError("--label-column, --id-column and --label-map go with --labels FILE")
     if args.tcia:
         from DMIFLib.datasets.tcia import tcia_cases
 
@@ -119,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
     if args.roi_labels and not args.brats:
         print("dmif preprocess: --roi-labels goes with --brats (in a cohort.csv, use a roi_labels column)",
               file=sys.stderr)
+        return 2
+    if not args.labels and (args.label_column or args.id_column or args.label_map):
+        print("dmif preprocess: --label-column, --id-column and --label-map go with --labels FILE", file=sys.stderr)
         return 2
     source = args.cohort or args.tcia or args.brats
     key = {"source": str(Path(source).resolve()), "labels": str(Path(args.labels).resolve()) if args.labels else None,
