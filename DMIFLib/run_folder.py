@@ -278,17 +278,7 @@ def run_folder(path: str | os.PathLike, command: str, overwrite: bool = False, r
     key = None if key is None else json.loads(json.dumps(key))  # as the manifest stores it (lists, not tuples)
     if folder.exists() and not folder.is_dir():
         raise OutputFolderError(f"{folder}: exists and is not a folder; choose another output folder")
-    created = [p for p in (folder, *folder.parents) if not p.exists()]
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        lock = FolderLock(folder)
-        lock.acquire()
-    except OSError as error:
-        _remove_empty(created)
-        raise OutputFolderError(f"{folder}: cannot write there ({error.strerror or error})") from None
-    except OutputFolderError:
-        _remove_empty(created)
-        raise
+    lock, created = _create_and_lock(folder)
     try:
         run = RunFolder(folder, command, key, previous=read_manifest(folder))
         old = run.previous
@@ -349,6 +339,23 @@ def _is_refusal(error: Exception) -> bool:
     return isinstance(error, user_errors())
 
 
+def _create_and_lock(folder: Path) -> tuple[FolderLock, list[Path]]:
+    """Create ``folder`` (and its missing parents) and lock it; returns the held lock and the folders created,
+    deepest first. Raises :class:`OutputFolderError` when it cannot be written or is in use, leaving no folder."""
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = FolderLock(folder)
+        lock.acquire()
+    except OSError as error:
+        _remove_empty(created)
+        raise OutputFolderError(f"{folder}: cannot write there ({error.strerror or error})") from None
+    except OutputFolderError:
+        _remove_empty(created)
+        raise
+    return lock, created
+
+
 def _remove_empty(created: list[Path]) -> None:
     """Remove the folders this run created (deepest first) while they are empty."""
     for folder in created:
@@ -370,17 +377,7 @@ def _output_file(path: Path, overwrite: bool) -> Iterator[Path]:
     folder = path.parent
     if path.is_dir():
         raise OutputFolderError(f"{path}: is a folder; give a file name")
-    created = [p for p in (folder, *folder.parents) if not p.exists()]
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        lock = FolderLock(folder)
-        lock.acquire()
-    except OSError as error:
-        _remove_empty(created)
-        raise OutputFolderError(f"{folder}: cannot write there ({error.strerror or error})") from None
-    except OutputFolderError:
-        _remove_empty(created)
-        raise
+    lock, created = _create_and_lock(folder)
     try:
         if path.exists() and not overwrite:
             raise OutputFolderError(f"{path}: already exists (an earlier run); pass --overwrite to replace it, "
