@@ -324,12 +324,9 @@ def run_folder(path: str | os.PathLike, command: str, overwrite: bool = False, r
                     atomic_write_text(folder / MANIFEST_NAME, json.dumps(manifest, indent=1) + "\n")
                 else:  # nothing written: leave the folder as it was found
                     (folder / MANIFEST_NAME).unlink()
-    except BaseException:
+    finally:
         lock.release()
-        _remove_empty(created)
-        raise
-    lock.release()
-    _remove_empty(created)  # a run that wrote nothing (e.g. refused its input and returned 2) leaves no folder
+        _remove_empty(created)  # a run that wrote nothing (e.g. refused its input and returned 2) leaves no folder
 
 
 def _is_refusal(error: Exception) -> bool:
@@ -391,16 +388,6 @@ def _output_file(path: Path, overwrite: bool) -> Iterator[Path]:
         if isinstance(manifest, dict) and manifest.get("format") == MANIFEST_FORMAT and path.exists():
             manifest["outputs"] = sorted({*manifest.get("outputs", []), path.name})
             atomic_write_text(manifest_path, json.dumps(manifest, indent=1) + "\n")
-    except BaseException:
+    finally:
         lock.release()
-        _remove_empty(created)
-        raise
-    lock.release()
-    _remove_empty(created)  # a run that wrote nothing (e.g. refused its input and returned 2) leaves no folder
-
-
-def _is_refusal(error: Exception) -> bool:
-    """True for an error about the user's input (:func:`DMIFLib.training.errors.user_errors`), not a cancel."""
-    from DMIFLib.training.errors import user_errors
-
-    return isinstance(error, user_errors())
+        _remove_empty(created)  # a run that wrote nothing (e.g. refused its input and returned 2) leaves no folder
