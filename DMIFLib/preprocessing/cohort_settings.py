@@ -10,7 +10,7 @@ with other settings than its own.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,22 @@ def case_settings(case: CohortCase, cohort_csv: str | Path) -> dict[str, Any] | 
         raise CohortError(f"{path} (case {case.patient_id}): provenance settings unusable ({error})") from None
 
 
+def _known_settings(cases: Sequence[CohortCase], cohort_csv: str | Path,
+                    unknown: str) -> Iterator[tuple[CohortCase, dict[str, Any]]]:
+    """(case, settings) of every preprocessed case (:func:`case_settings`); raw cases are passed over. A case
+    marked preprocessed without a provenance file raises :class:`CohortError` ending in ``unknown``."""
+    from DMIFLib.preprocessing.pipeline import is_preprocessed
+
+    for case in cases:
+        settings = case_settings(case, cohort_csv)
+        if settings is None:
+            if is_preprocessed(case):
+                raise CohortError(f"{cohort_csv} (case {case.patient_id}): marked preprocessed but has no "
+                                  f"provenance.json, so {unknown}")
+            continue
+        yield case, settings
+
+
 def cohort_settings(cases: Sequence[CohortCase], cohort_csv: str | Path) -> dict[str, Any] | None:
     """The settings every preprocessed case of the cohort shares (:func:`volume_settings`, with ``margin_mm``);
     None when no case is preprocessed.
@@ -73,17 +89,9 @@ def cohort_settings(cases: Sequence[CohortCase], cohort_csv: str | Path) -> dict
     Raises :class:`CohortError` naming two cases and the differing settings when cases were preprocessed
     differently, and naming the case when a preprocessed case has no provenance (its settings are unknown).
     """
-    from DMIFLib.preprocessing.pipeline import is_preprocessed
-
     first: tuple[str, dict] | None = None
-    for case in cases:
-        settings = case_settings(case, cohort_csv)
-        if settings is None:
-            if is_preprocessed(case):
-                raise CohortError(f"{cohort_csv} (case {case.patient_id}): marked preprocessed but has no "
-                                  "provenance.json, so its preprocessing settings are unknown; preprocess it with "
-                                  "dmif preprocess")
-            continue
+    for case, settings in _known_settings(cases, cohort_csv, "its preprocessing settings are unknown; preprocess it "
+                                                              "with dmif preprocess"):
         settings = volume_settings(settings)
         if first is None:
             first = (case.patient_id, settings)
@@ -101,17 +109,9 @@ def check_model_settings(model_settings: dict[str, Any], cases: Sequence[CohortC
     The crop settings and ``margin_mm`` come from the model at prediction time, so they are not compared.
     Raises :class:`CohortError` naming the case, the model file and the differing settings.
     """
-    from DMIFLib.preprocessing.pipeline import is_preprocessed
-
     wanted = volume_settings(model_settings, margin=False)
-    for case in cases:
-        settings = case_settings(case, cohort_csv)
-        if settings is None:
-            if is_preprocessed(case):
-                raise CohortError(f"{cohort_csv} (case {case.patient_id}): marked preprocessed but has no "
-                                  "provenance.json, so it cannot be checked against the model's preprocessing; "
-                                  "predict from the raw scans")
-            continue
+    for case, settings in _known_settings(cases, cohort_csv, "it cannot be checked against the model's "
+                                                              "preprocessing; predict from the raw scans"):
         found = volume_settings(settings, margin=False)
         if found != wanted:
             raise CohortError(f"{cohort_csv} (case {case.patient_id}): preprocessed with other settings than the "
