@@ -26,10 +26,8 @@ CONTRAST: dict[str, dict[Tissue, float]] = {
     "flair": {Tissue.AIR: 0.0, Tissue.SCALP: 0.75, Tissue.FAT: 1.10, Tissue.SKULL: 0.05, Tissue.CSF: 0.12,
               Tissue.GREY: 1.20, Tissue.WHITE: 1.0, Tissue.VENTRICLE: 0.10, Tissue.OEDEMA: 1.70,
               Tissue.TUMOUR: 1.50, Tissue.RIM: 1.40},
-    "t1": {Tissue.AIR: 0.0, Tissue.SCALP: 0.55, Tissue.FAT: 1.35, Tissue.SKULL: 0.08, Tissue.CSF: 0.22,
-           Tissue.GREY: 0.70, Tissue.WHITE: 1.0, Tissue.VENTRICLE: 0.20, Tissue.OEDEMA: 0.60,
-           Tissue.TUMOUR: 0.62, Tissue.RIM: 0.62},
 }
+CONTRAST["t1"] = {**CONTRAST["t1c"], Tissue.OEDEMA: 0.60, Tissue.RIM: CONTRAST["t1c"][Tissue.TUMOUR]}
 TEXTURE_AMPLITUDE = {"t1c": 0.16, "t2w": 0.12, "flair": 0.12, "t1": 0.12}
 """Texture standard deviation relative to the tumour's mean intensity (multiplied by a per-patient factor)."""
 
