@@ -248,6 +248,11 @@ def check_box(box: OrientedBox, reference: sitk.Image, slice_axis: int,
     return lo, hi
 
 
+def is_markups_file(value: str) -> bool:
+    """True for a cohort ``roi`` path that is a Slicer Markups file (``.json``); other paths are label images."""
+    return value.lower().endswith(".json")
+
+
 def load_roi(value: str, reference: sitk.Image, margin_mm: float = 0.0, case: str | None = None,
              labels: Sequence[int] | None = None) -> OrientedBox:
     """A box from a cohort ``roi`` value: inline text, a ``.mrk.json`` file or a label image file.
@@ -260,7 +265,7 @@ def load_roi(value: str, reference: sitk.Image, margin_mm: float = 0.0, case: st
     try:
         if value.startswith(("ras:", "ijk:")):
             return OrientedBox.from_inline(value, reference)
-        if value.lower().endswith(".json"):
+        if is_markups_file(value):
             return OrientedBox.from_markups_json(value)
         return OrientedBox.from_label(read_image(value, what="ROI label"), margin_mm=margin_mm, file=value,
                                       values=labels)

@@ -61,6 +61,8 @@ def unreadable_inputs(cases: Sequence[CohortCase]) -> list[str]:
     before any slow work: each file is opened, and an image's header is read (``ImageFileReader``)."""
     import SimpleITK as sitk  # noqa: N813
 
+    from DMIFLib.preprocessing.roi import is_markups_file
+
     problems = []
     for case in cases:
         files = {m: Path(case.images[m]) for m in case.modalities}
@@ -75,7 +77,7 @@ def unreadable_inputs(cases: Sequence[CohortCase]) -> list[str]:
                     continue
                 with open(path, "rb") as handle:
                     handle.read(1)
-                if name != "roi" or path.name.lower().endswith((".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")):
+                if name != "roi" or not is_markups_file(path.name):  # a label image, as load_roi reads it
                     reader = sitk.ImageFileReader()
                     reader.SetFileName(str(path))
                     reader.ReadImageInformation()
