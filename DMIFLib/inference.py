@@ -150,7 +150,7 @@ def prediction_tables(predictions: list[CasePrediction], modalities: tuple[str, 
 
 def predict_cohort(cohort_csv: str | os.PathLike, model_path: str | os.PathLike, out_dir: str | os.PathLike,
                    device: str = "auto", progress: Callable[[dict], None] | None = None,
-                   cancel: threading.Event | None = None) -> Path:
+                   cancel: threading.Event | None = None, after_case: Callable | None = None) -> Path:
     """Predict every patient of a cohort; returns ``out_dir/predictions.tsv`` (also writes slice_predictions.tsv).
 
     Cases are preprocessed with the model file's settings (``case_slices`` reuses a cohort that
@@ -159,6 +159,8 @@ def predict_cohort(cohort_csv: str | os.PathLike, model_path: str | os.PathLike,
     ``cancel`` is checked before each case. A case that fails does not stop the others: it is listed in
     ``out_dir/failures.tsv`` (:mod:`DMIFLib.failures`; header only when none failed). The tables are written
     atomically at the end. Raises ``CohortError`` / ``ModelFileError`` naming the file.
+    ``after_case(model, case, stack, prediction)`` runs after each case's prediction (saliency volumes, case
+    reports: :class:`DMIFLib.casereport.case_outputs.CaseOutputs`); when it raises, the case fails as a whole.
     """
     from DMIFLib.cohort import read_cohort
     from DMIFLib.preprocessing.cohort_settings import check_model_settings
@@ -175,9 +177,13 @@ def predict_cohort(cohort_csv: str | os.PathLike, model_path: str | os.PathLike,
         if progress is not None:
             progress({"stage": "predict", "case": number, "cases": len(cases), "patient_id": case.patient_id})
         try:
-            stack = case_slices(case.only(model.modalities), model.settings)
+            only = case.only(model.modalities)
+            stack = case_slices(only, model.settings)
             stack.patient_id = case.patient_id
-            predictions.append(predict_stack(model, stack))
+            prediction = predict_stack(model, stack)
+            if after_case is not None:
+                after_case(model, only, stack, prediction)
+            predictions.append(prediction)
         except RunCancelledError:
             raise
         except Exception as error:  # one bad case must not throw the others' results away

@@ -101,6 +101,7 @@ class DMIFPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self._addSaliencyAndReportRow()
         self.ui.placeBoxButton.connect("clicked(bool)", self.onPlaceBox)
         self.ui.fitBoxButton.connect("clicked(bool)", self.onFitBox)
         # ctkPathLineEdit emits currentPathChanged only for text its name filter accepts, and validInputChanged
@@ -278,6 +279,34 @@ class DMIFPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             appLogic = slicer.app.applicationLogic()
             appLogic.GetSelectionNode().SetActiveTableID(results.GetID())
             appLogic.PropagateTableSelection()
+
+    def _addSaliencyAndReportRow(self) -> None:
+        """Outputs: a saliency method, 'Show saliency' (volumes under the patient, foreground) and 'Save report'."""
+        row = qt.QHBoxLayout()
+        self.saliencyMethodCombo = qt.QComboBox()
+        self.saliencyMethodCombo.addItems(["gradcam", "occlusion", "integrated_gradients"])
+        self.saliencyMethodCombo.toolTip = _("gradcam: fast, CNN branch only; occlusion / integrated_gradients: "
+                                             "the whole net, minutes on a CPU (docs/trust.md)")
+        self.showSaliencyButton = qt.QPushButton(_("Show saliency"))
+        self.saveReportButton = qt.QPushButton(_("Save report"))
+        for widget in (self.saliencyMethodCombo, self.showSaliencyButton, self.saveReportButton):
+            row.addWidget(widget)
+        self.ui.outputsCollapsibleButton.layout().addRow(_("Explain:"), row)
+        self.showSaliencyButton.connect("clicked(bool)", self.onShowSaliency)
+        self.saveReportButton.connect("clicked(bool)", self.onSaveReport)
+
+    def onShowSaliency(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Saliency failed."), waitCursor=True):
+            self.logic.showSaliency(slicer.mrmlScene, self.saliencyMethodCombo.currentText)
+            self.ui.statusLabel.text = _("Saliency shown as foreground; the volumes are under the patient.")
+
+    def onSaveReport(self) -> None:
+        folder = qt.QFileDialog.getExistingDirectory(None, _("Folder for the case report"))
+        if not folder:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Report failed."), waitCursor=True):
+            paths = self.logic.saveReport(folder, self.saliencyMethodCombo.currentText)
+            self.ui.statusLabel.text = _("Report written: ") + str(paths["html"])
 
     def _setRunning(self, running: bool) -> None:
         self._cancel = threading.Event() if running else None

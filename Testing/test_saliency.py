@@ -188,3 +188,30 @@ def test_model_randomisation_changes_the_maps(trained_and_random, method):
     assert rho.mean() < 0.5
     if method != "gradcam":
         assert blob_trained > blob_random
+
+
+@pytest.mark.slow
+def test_model_randomisation_changes_the_written_saliency_volume(trained_and_random, tmp_path):
+    """The same check on what ``dmif predict --saliency`` writes: the positive test images as the slices of a box
+    on an oblique reference grid, each model's Grad-CAM (signed) volume through ``saliency_volumes`` and
+    ``write_saliency``; the rank correlation of |saliency| over the box's voxels, trained vs randomised, is < 0.5."""
+    from DMIFLib.explain.files import saliency_volumes, write_saliency
+
+    net, randomised, images, _, _ = trained_and_random
+    reference = _oblique_image(size=(len(images) + 4, SIZE + 6, SIZE + 4))
+    lo, hi = (2, 3, 1), (1 + len(images), 2 + SIZE, SIZE)  # exactly S×S in-plane: the resize is the identity
+    stack = extract_slices({"t1c": reference}, _label_box(reference, lo, hi), size=SIZE, resize_mode="stretch")
+    stack.images["t1c"] = images
+    maps = {}
+    for name, model_net in (("trained", net), ("randomised", randomised)):
+        model = LoadedModel(nets={"t1c": model_net, "fused": model_net}, modalities=("t1c",), marker="blob",
+                            cutoff=0.5, settings=PreprocessSettings(slice_size=SIZE), device=torch.device("cpu"))
+        path = write_saliency(saliency_volumes(model, stack, reference, "gradcam", gradcam_relu=False), name,
+                              tmp_path, "gradcam")["t1c"]
+        assert path.name == f"{name}_t1c.nii.gz"
+        maps[name] = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    inside = np.zeros(maps["trained"].shape, dtype=bool)
+    inside[lo[2]:hi[2] + 1, lo[1]:hi[1] + 1, lo[0]:hi[0] + 1] = True
+    rho = spearmanr(np.abs(maps["trained"][inside]), np.abs(maps["randomised"][inside])).statistic
+    print(f"saliency volume (Grad-CAM, signed): Spearman rho trained vs randomised over the box {rho:.3f}")
+    assert np.isfinite(rho) and rho < 0.5

@@ -13,11 +13,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model file (.pt) written by `dmif train`")
     parser.add_argument("--out", required=True, help="output folder for predictions.tsv and slice_predictions.tsv")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    parser.add_argument("--saliency", nargs="?", const="gradcam", default=None,
+                        choices=("gradcam", "occlusion", "integrated_gradients"),
+                        help="write saliency/<patient_id>_<modality>.nii.gz on the reference (T1C) grid; method "
+                             "gradcam (default, fast, DF-Net branch only), occlusion or integrated_gradients "
+                             "(whole net, minutes per case on a CPU); docs/trust.md")
+    parser.add_argument("--report", action="store_true",
+                        help="write reports/<patient_id>.html and .pdf per case (slices with the box and the "
+                             "saliency overlay, probability, model provenance, preprocessing QA)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier run in --out (refused otherwise); its other outputs are removed")
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from DMIFLib.casereport.case_outputs import CaseOutputs
     from DMIFLib.failures import FAILURES_NAME, read_failures
     from DMIFLib.inference import predict_cohort
     from DMIFLib.run_folder import run_folder
@@ -27,9 +38,14 @@ def run(args: argparse.Namespace) -> int:
     def report(event: dict) -> None:
         print(f"predict: {event['case']}/{event['cases']} {event['patient_id']}", file=sys.stderr, flush=True)
 
+    extras = None
+    if args.saliency or args.report:
+        extras = CaseOutputs(args.out, saliency=args.saliency, report=args.report,
+                             cohort_dir=Path(args.cohort).resolve().parent)
     try:
         with run_folder(args.out, "predict", overwrite=args.overwrite, protect=(args.cohort, args.model)):
-            path = predict_cohort(args.cohort, args.model, args.out, device=args.device, progress=report)
+            path = predict_cohort(args.cohort, args.model, args.out, device=args.device, progress=report,
+                                  after_case=extras)
     except user_errors() as error:
         print(f"dmif predict: error: {error}", file=sys.stderr)
         return 2
@@ -38,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
         return 130
     print(path.read_text(encoding="utf-8"), end="")
     print(f"wrote {path}")
+    for paths in (extras.written.values() if extras else ()):
+        for written in paths.values():
+            print(f"wrote {written}")
     failures = read_failures(path.parent / FAILURES_NAME)
     if failures:
         print(f"dmif predict: {len(failures)} case(s) failed; see {path.parent / FAILURES_NAME}", file=sys.stderr)

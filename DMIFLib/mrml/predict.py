@@ -54,11 +54,13 @@ def model_info(model) -> dict:
 def predict_nodes(model, volumes: Mapping[str, slicer.vtkMRMLScalarVolumeNode], roi: slicer.vtkMRMLMarkupsROINode,
                   settings, brain_mask: slicer.vtkMRMLVolumeNode | None = None, backend=None,
                   progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
-                  patient_name: str | None = None):
+                  patient_name: str | None = None, on_stack: Callable | None = None):
     """Run ``model`` (a LoadedModel) on one patient given as volume nodes (modality -> node) and a tumour ROI.
 
     Every modality the model needs must be present (others are ignored); the patient is named after the volume
-    of the model's first modality unless ``patient_name`` is given. Returns the CasePrediction.
+    of the model's first modality unless ``patient_name`` is given. ``on_stack(stack)`` gets the patient's
+    SliceStack (cut from the reference volume's grid; for saliency maps and the case report). Returns the
+    CasePrediction.
     """
     from DMIFLib.inference import predict_stack
     from DMIFLib.preprocessing.pipeline import image_slices
@@ -81,6 +83,8 @@ def predict_nodes(model, volumes: Mapping[str, slicer.vtkMRMLScalarVolumeNode], 
     if progress:
         progress({"step": "predict", "fraction": 0.8, "message": f"Predicting {len(stack.slice_indices)} slices"})
     stack.patient_id = case
+    if on_stack is not None:
+        on_stack(stack)
     prediction = predict_stack(model, stack)
     if progress:
         progress({"step": "done", "fraction": 1.0, "message": "Done"})

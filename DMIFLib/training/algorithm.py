@@ -402,7 +402,8 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
     model.info = {"preset": config.preset, "seed": config.seed, "cohort_sha256": run.cohort_sha256,
                   "preprocessing_from": "cohort provenance" if cohort_preprocessing else "training settings",
                   "cutoffs": cutoffs, "test_auc": test_auc, "config": config.to_dict(),
-                  "trained_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                  "trained_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  "patients": {"train": len(fit_ids), "val": len(val_ids), "test": len(test_ids)}}
     model_path = save_model(out / MODEL_NAME, model)
     atomic_write_text(out / METRICS_NAME, _tsv(rows, METRIC_COLUMNS))
     patient_text, slice_text = prediction_tables(test_preds, modalities)

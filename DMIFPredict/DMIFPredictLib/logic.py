@@ -34,6 +34,7 @@ class PredictLogic:
     def __init__(self, backendFactory: Callable | None = None) -> None:
         self.backendFactory = backendFactory
         self._models: dict[tuple, object] = {}
+        self.lastCase: dict | None = None  # the last prediction's model, stack, reference, ... (saliency, report)
 
     @staticmethod
     def guessVolume(scene: slicer.vtkMRMLScene, modality: str) -> slicer.vtkMRMLScalarVolumeNode | None:
@@ -104,6 +105,7 @@ class PredictLogic:
         """Predict one patient from ``volumes`` (modality key -> volume node; the model's modalities must be
         there, others are ignored); returns (CasePrediction, results table node, per-slice table node), the
         tables placed under the patient (the subject holding the model's first modality's volume)."""
+        from DMIFLib.cohort import reference_modality
         from DMIFLib.mrml.predict import predict_nodes, prediction_tables, settings_for
         from DMIFLib.mrml.scene import MRMLError
         from DMIFLib.mrml.subjects import patient_name
@@ -118,12 +120,58 @@ class PredictLogic:
         settings = settings_for(model, register=register, bias_correction=biasCorrection, skull_strip=skullStrip)
         backend = self.backendFactory(cancel=cancel, progress=progress) if self.backendFactory else None
         patient = patientName or patient_name(scene, reference)
+        stacks = []
         prediction = predict_nodes(model, {m: volumes[m] for m in model.modalities}, roi, settings,
                                    brain_mask=brainMask, backend=backend, progress=progress, cancel=cancel,
-                                   patient_name=patient)
+                                   patient_name=patient, on_stack=stacks.append)
         results, slices = prediction_tables(scene, prediction, model, patient, reference_node=reference,
                                             results_node=resultsTable, slices_node=slicesTable)
+        gridName = reference_modality(model.modalities)  # the grid the slices were cut from
+        self.lastCase = {"model": model, "stack": stacks[0], "prediction": prediction, "patient": patient,
+                         "referenceName": gridName, "referenceNode": volumes[gridName], "saliency": None,
+                         "method": None}
         return prediction, results, slices
+
+    def _last(self) -> dict:
+        from DMIFLib.mrml.scene import MRMLError
+
+        if self.lastCase is None:
+            raise MRMLError("predict a patient first (Apply)")
+        return self.lastCase
+
+    def showSaliency(self, scene: slicer.vtkMRMLScene, method: str = "gradcam") -> dict:
+        """Saliency maps of the last prediction (``method``: gradcam, occlusion, integrated_gradients): one volume
+        node per modality on the reference grid, under the patient, the first shown as foreground over the
+        reference volume. Returns modality -> node."""
+        from DMIFLib.explain.files import saliency_volumes
+        from DMIFLib.mrml.saliency import saliency_node_name, saliency_nodes, show_as_foreground
+        from DMIFLib.mrml.volumes import volume_to_image
+
+        last = self._last()
+        model, reference = last["model"], last["referenceNode"]
+        images = saliency_volumes(model, last["stack"], volume_to_image(reference), method)
+        existing = {m: scene.GetFirstNodeByName(saliency_node_name(last["patient"], m)) for m in images}
+        nodes = saliency_nodes(scene, images, last["patient"], method, reference_node=reference,
+                               nodes={m: n for m, n in existing.items() if n is not None})
+        show_as_foreground(scene, nodes[model.modalities[0]], reference)
+        last.update(saliency=images, method=method)
+        return nodes
+
+    def saveReport(self, folder: str, method: str = "gradcam") -> dict:
+        """The last prediction's case report: ``folder/<patient>.html`` and ``.pdf`` (the saliency maps shown,
+        else ``method``'s). Returns {"html": path, "pdf": path}."""
+        from DMIFLib.casereport.case_outputs import build_case_report
+        from DMIFLib.casereport.document import write_case_report
+        from DMIFLib.explain.files import saliency_volumes
+        from DMIFLib.mrml.volumes import volume_to_image
+
+        last = self._last()
+        reference = volume_to_image(last["referenceNode"])
+        if last["saliency"] is None:
+            last.update(saliency=saliency_volumes(last["model"], last["stack"], reference, method), method=method)
+        report = build_case_report(last["model"], last["stack"], last["prediction"], last["referenceName"],
+                                   reference, last["saliency"], last["method"])
+        return write_case_report(report, folder)
 
     @staticmethod
     def summary(prediction) -> str:
