@@ -1,6 +1,7 @@
 """DMIF headless batch prediction: predictions.tsv + a Slicer scene of result tables for a cohort CSV.
 
     Slicer --no-main-window --python-script <this file> -- cohort.csv model.pt out/ [--install-dependencies]
+        [--saliency [gradcam|occlusion|integrated_gradients]] [--report]
     python DMIFBatch.py cohort.csv model.pt out/          (PyPI slicer-core and DMIFLib installed)
 
 The built extension installs this file in ``<extension>/share/Slicer-X.Y/DMIF/``, not in qt-scripted-modules:

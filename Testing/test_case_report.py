@@ -38,16 +38,16 @@ def _volume(seed: int) -> sitk.Image:
     return image
 
 
-@pytest.fixture(scope="module")
-def predicted(tmp_path_factory):
-    """Two good cases and one whose box lies outside its image, predicted with --saliency --report."""
-    root = tmp_path_factory.mktemp("case_report")
+def tiny_cohort_and_model(root, bad_case: bool = True):
+    """Two good cases (and one whose box lies outside its image) of smooth oblique volumes with inline boxes, and
+    an untrained tiny model file that needs no registration, N4 or skull stripping; returns (cohort.csv, model.pt,
+    cases)."""
     cases = []
-    for n, pid in enumerate(("P1", "P2", "BAD")):
+    for n, pid in enumerate(("P1", "P2", "BAD")[:3 if bad_case else 2]):
         paths = {}
         for m in ("t1c", "t2w"):
             paths[m] = root / "data" / f"{pid}_{m}.nii.gz"
-            paths[m].parent.mkdir(exist_ok=True)
+            paths[m].parent.mkdir(parents=True, exist_ok=True)
             sitk.WriteImage(_volume(10 * n + len(m)), str(paths[m]))
         roi = "ijk:" + ",".join(map(str, BOX)) if pid != "BAD" else "ijk:50,60,70,55,65,75"
         cases.append(CohortCase(patient_id=pid, images=paths, roi=roi))
@@ -56,7 +56,14 @@ def predicted(tmp_path_factory):
     model.settings = PreprocessSettings(register=False, n4=False, skull_strip="none", slice_size=SIZE)
     model.info = {"name": "tiny test model", "version": "0.1", "trained_utc": "2026-11-30T10:00:00Z",
                   "patients": {"train": 30, "val": 8, "test": 10}, "test_auc": {"patient/fused": 0.81}}
-    model_path = save_model(root / "model.pt", model)
+    return cohort, save_model(root / "model.pt", model), cases
+
+
+@pytest.fixture(scope="module")
+def predicted(tmp_path_factory):
+    """Two good cases and one whose box lies outside its image, predicted with --saliency --report."""
+    root = tmp_path_factory.mktemp("case_report")
+    cohort, model_path, cases = tiny_cohort_and_model(root)
     out = root / "pred"
     code = main(["predict", "--cohort", str(cohort), "--model", str(model_path), "--out", str(out), "--saliency",
                  "--report", "--device", "cpu"])

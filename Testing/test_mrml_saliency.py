@@ -114,3 +114,27 @@ def test_predict_logic_shows_saliency_and_saves_a_report(tmp_path):
     assert paths["html"] == tmp_path / "reports" / "P9.html" and paths["pdf"].is_file()
     page = paths["html"].read_text(encoding="utf-8")
     assert "DMIF case report: P9" in page and "Research use only" in page and "Method gradcam" in page
+
+
+def test_batch_writes_saliency_reports_and_a_scene_with_the_saliency_volumes(tmp_path):
+    from test_case_report import tiny_cohort_and_model
+
+    from DMIFLib.mrml.batch import main
+
+    cohort, model_path, _ = tiny_cohort_and_model(tmp_path, bad_case=False)
+    out = tmp_path / "batch"
+    assert main([str(cohort), str(model_path), str(out), "--device", "cpu", "--saliency", "--report"]) == 0
+    assert sorted(p.name for p in (out / "reports").iterdir()) == ["P1.html", "P1.pdf", "P2.html", "P2.pdf"]
+    assert len(list((out / "saliency").iterdir())) == 4
+    scene = load_scene(out / "DMIF_predictions.mrml")
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    for patient in ("P1", "P2"):
+        for name in (f"{patient} saliency t1c", f"{patient} saliency t2w", f"{patient} T1C", f"{patient} tumour box",
+                     f"{patient} DMIF results"):
+            node = scene.GetFirstNodeByName(name)
+            assert node is not None, name
+            assert sh.GetItemName(patient_of(scene, node)) == patient, name
+    saved = volume_to_image(scene.GetFirstNodeByName("P1 saliency t1c"))
+    written = sitk.ReadImage(str(out / "saliency" / "P1_t1c.nii.gz"))
+    np.testing.assert_allclose(sitk.GetArrayFromImage(saved), sitk.GetArrayFromImage(written))
+    np.testing.assert_allclose(saved.GetOrigin(), written.GetOrigin(), atol=1e-4)

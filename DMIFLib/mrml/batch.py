@@ -1,5 +1,6 @@
 """Headless batch prediction over a cohort CSV: ``predictions.tsv`` (the ``dmif predict`` columns) plus a
-``.mrml`` scene holding the same results as table nodes, one subject per patient.
+``.mrml`` scene holding the same results as table nodes, one subject per patient; with ``--saliency`` the saliency
+volumes (and each case's reference volume and box) under the patient, with ``--report`` one case report each.
 
 Runs inside Slicer (``Slicer --no-main-window --python-script DMIFBatch.py -- ARGS``) and under plain Python with
 the PyPI package slicer-core (``python DMIFBatch.py ARGS``): same code, same outputs. DMIFBatch.py checks (and,
@@ -15,7 +16,9 @@ from pathlib import Path
 
 import slicer
 
+from DMIFLib.casereport.case_outputs import CaseOutputs
 from DMIFLib.mrml import tables
+from DMIFLib.mrml.case_scene import add_case_nodes
 from DMIFLib.mrml.predict import model_info, result_columns
 from DMIFLib.mrml.results import read_table_file
 from DMIFLib.mrml.scene import in_slicer_application, new_scene, save_scene
@@ -35,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where the network runs (default: auto)")
     parser.add_argument("--scene-name", default="DMIF_predictions.mrml", help="scene file name in OUT")
+    parser.add_argument("--saliency", nargs="?", const="gradcam", default=None,
+                        choices=("gradcam", "occlusion", "integrated_gradients"),
+                        help="saliency/<patient_id>_<modality>.nii.gz per case (as dmif predict --saliency), also "
+                             "as volumes under each patient in the scene")
+    parser.add_argument("--report", action="store_true",
+                        help="reports/<patient_id>.html and .pdf per case (as dmif predict --report)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the scene files of an earlier run in OUT (refused otherwise)")
     parser.add_argument("--install-dependencies", action="store_true",
@@ -78,12 +87,24 @@ def run(args: argparse.Namespace) -> Path:
     scene_path = Path(args.out) / args.scene_name
     if scene_path.exists() and not args.overwrite:
         raise FileExistsError(f"{scene_path}: already exists (an earlier run?); use --overwrite or another OUT")
-    info = model_info(load_model(args.model))
+    model = load_model(args.model)
+    info = model_info(model)
     read_cohort(args.cohort, require_modalities=info["modalities"])  # the images of the model's modalities
     about_model = {k: info[k] for k in ("marker", "model_name", "model_version")}
-    predictions = Path(predict_cohort(args.cohort, args.model, args.out, device=args.device, progress=_progress))
+    extras = None
+    if args.saliency or args.report:
+        extras = CaseOutputs(args.out, saliency=args.saliency, report=args.report,
+                             cohort_dir=Path(args.cohort).resolve().parent)
+    predictions = Path(predict_cohort(args.cohort, args.model, args.out, device=args.device, progress=_progress,
+                                      after_case=extras))
     scene = slicer.mrmlScene if in_slicer_application() else new_scene()
     predictions_to_scene(predictions, scene, about_model)
+    if args.saliency:
+        cases = {c.patient_id: c for c in read_cohort(args.cohort)}
+        for patient, paths in extras.written.items():
+            saliency = {m: p for m, p in paths.items() if m in info["modalities"]}
+            add_case_nodes(scene, cases[patient].only(info["modalities"]), saliency, args.saliency,
+                           model.settings.margin_mm)
     scene_path = save_scene(scene, scene_path, overwrite=args.overwrite)
     _progress({"message": f"wrote {predictions} and {scene_path}"})
     return scene_path
