@@ -1,5 +1,7 @@
 """`dmif demo` end to end on a very small synthetic cohort: every step runs and the tables are printed."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -27,6 +29,23 @@ def test_demo_runs_every_step_and_a_rerun_reuses_them(tmp_path, capsys):
     assert {(r["level"], r["model"]) for r in rows} >= {("patient", "DMIF-Net (multimodal)"), ("slice", "T1C DMIF-Net")}
     for row in rows:
         assert float(row["cutoff"]) == pytest.approx(cutoffs[f"{row['level']}/{names[row['model']]}"], abs=1e-6)
+    # the demo ends with the cohort report, one case report (HTML + PDF) and a Slicer scene, their paths printed
+    listed = printed.split("reports and scene (research use only):\n")[1].split("\n\n")[0].splitlines()
+    outputs = dict(line.rsplit(": ", 1) for line in listed)
+    assert outputs["cohort report"] == str(out / "evaluation" / "report.html")
+    case_reports = [name for name in outputs if name.startswith("case report ")]
+    assert len(case_reports) == 2 and {outputs[n].rsplit(".", 1)[1] for n in case_reports} == {"html", "pdf"}
+    assert all(Path(path).is_file() for path in outputs.values())
+    patient = case_reports[0].split()[2]
+    assert "data:image/png;base64," in Path(outputs[f"case report {patient} (html)"]).read_text(encoding="utf-8")
+    assert sorted(p.name for p in (out / "predictions" / "saliency").iterdir()) == [
+        f"{patient}_t1c.nii.gz", f"{patient}_t2w.nii.gz"]
+    if "Slicer scene" in outputs:  # slicer-core installed (the [slicer] extra)
+        from DMIFLib.mrml.scene import load_scene
+
+        scene = load_scene(outputs["Slicer scene"])
+        assert scene.GetFirstNodeByName(f"{patient} saliency t1c") is not None
+        assert scene.GetFirstNodeByName("DMIF predictions") is not None
     model_bytes = (out / "train" / "model.pt").read_bytes()
     assert main(args) == 0  # a second run reuses the cohort, the cached cases and the model
     printed = capsys.readouterr().out

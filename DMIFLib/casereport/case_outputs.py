@@ -57,6 +57,18 @@ class CaseOutputs:
         self.cohort_dir = Path(cohort_dir) if cohort_dir is not None else None
         self.written: dict[str, dict[str, Path]] = {}
 
+    def _provenance(self, case: Any) -> Path | None:
+        """A preprocessed case's provenance.json: its ``provenance`` column (relative to the cohort's folder), else
+        beside its reference volume (a cohort copied elsewhere, as DMIFLib.preprocessing.cohort_settings finds it)."""
+        from DMIFLib.preprocessing.pipeline import is_preprocessed
+
+        if not is_preprocessed(case):
+            return None
+        relative = case.extra.get("provenance")
+        candidates = [self.cohort_dir / relative] if relative and self.cohort_dir else []
+        candidates.append(Path(case.images[case.reference]).parent / "provenance.json")
+        return next((c for c in candidates if c.is_file()), None)
+
     def __call__(self, model: Any, case: Any, stack: Any, prediction: Any) -> None:
         """Write the outputs of one case: ``model`` the LoadedModel, ``case`` the CohortCase restricted to its
         modalities, ``stack`` the case's SliceStack, ``prediction`` its CasePrediction."""
@@ -70,9 +82,7 @@ class CaseOutputs:
         if self.method:
             paths.update(write_saliency(volumes, case.patient_id, self.out_dir, method))
         if self.report:
-            provenance = case.extra.get("provenance")
-            provenance_json = self.cohort_dir / provenance if provenance and self.cohort_dir else None
             report = build_case_report(model, stack, prediction, reference_name, reference, volumes, method,
-                                       provenance_json)
+                                       self._provenance(case))
             paths.update(write_case_report(report, self.out_dir / REPORTS_DIR, pdf=self.pdf))
         self.written[case.patient_id] = paths

@@ -2,8 +2,9 @@
 
 synth (``DIR/synth``) → preprocess (``DIR/preprocessed``: registration, N4, skull strip, z-score) → train with
 the quick preset (``DIR/train``) → predict the held-out test patients (``DIR/predictions``) → evaluate
-(``DIR/evaluation``) → print the metric tables. Each step reuses what an earlier, interrupted demo in the same
-folder finished (the synthetic cohort, cached preprocessed cases, the training checkpoint).
+(``DIR/evaluation``) → print the metric tables and the paths of the cohort report, one case report (with its
+saliency volumes) and a ``.mrml`` scene of the results. Each step reuses what an earlier, interrupted demo in the
+same folder finished (the synthetic cohort, cached preprocessed cases, the training checkpoint).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+DEMO_SALIENCY = "gradcam"
+"""The demo's saliency method: one forward and backward pass per batch, seconds on a CPU."""
 HELP = "run synth -> preprocess -> train (quick) -> predict -> evaluate on a synthetic cohort and print the tables"
 
 
@@ -37,11 +40,15 @@ def _say(text: str) -> None:
 
 def run_demo(out: Path, patients: int, seed: int, workers: int, device: str, scale: float = 1.0,
              epochs: int | None = None, modalities: tuple[str, ...] = ("t1c", "t2w")) -> dict[str, Path]:
-    """Run the five steps in ``out`` with the synthetic ``modalities``; returns the evaluation's tables
-    (name -> path)."""
+    """Run the five steps in ``out`` with the synthetic ``modalities``; returns the evaluation's tables (name ->
+    path) and the reports and scene (name -> path): the cohort report (``evaluation/report.html``), the first test
+    patient's case report (``predictions/reports/``, with its saliency volumes in ``predictions/saliency/``) and a
+    ``.mrml`` scene of the results (``scene/DMIF_demo.mrml``; needs slicer-core)."""
+    from DMIFLib.casereport.case_outputs import CaseOutputs
     from DMIFLib.cohort import read_cohort, write_cohort
     from DMIFLib.commands.train import print_progress
     from DMIFLib.evaluation.evaluate import evaluate_predictions
+    from DMIFLib.evaluation.report import build_report
     from DMIFLib.evaluation.tables import read_tsv
     from DMIFLib.inference import predict_cohort
     from DMIFLib.preprocessing.cohort_runner import preprocess_cohort
@@ -69,11 +76,33 @@ def run_demo(out: Path, patients: int, seed: int, workers: int, device: str, sca
     test_ids = {row["patient_id"] for row in read_tsv(train_dir / "split.tsv") if row["split"] == "test"}
     test_csv = write_cohort([c for c in read_cohort(prepared_csv) if c.patient_id in test_ids],
                             out / "test_cohort.csv")
-    _say(f"4/5 predicting the {len(test_ids)} held-out test patients")
-    predictions = predict_cohort(test_csv, train_dir / "model.pt", out / "predictions", device=device)
+    _say(f"4/5 predicting the {len(test_ids)} held-out test patients (saliency and report of the first)")
+    test_cases = {c.patient_id: c for c in read_cohort(test_csv)}
+    first = next(iter(test_cases))
+    extras = CaseOutputs(out / "predictions", saliency=DEMO_SALIENCY, report=True, cohort_dir=test_csv.parent)
+
+    def first_case(model, case, stack, prediction) -> None:
+        if case.patient_id == first:
+            extras(model, case, stack, prediction)
+
+    predictions = predict_cohort(test_csv, train_dir / "model.pt", out / "predictions", device=device,
+                                 after_case=first_case)
     _say("5/5 evaluating")
     # the model file carries each row's training cut-off (slice/patient × modality/fused)
-    return evaluate_predictions(predictions, test_csv, out / "evaluation", model_path=train_dir / "model.pt")
+    tables = evaluate_predictions(predictions, test_csv, out / "evaluation", model_path=train_dir / "model.pt")
+    written = extras.written.get(first, {})
+    outputs = {"cohort report": build_report(out / "evaluation", cohort_csv=test_csv),
+               **{f"case report {first} ({kind})": written[kind] for kind in ("html", "pdf") if kind in written}}
+    try:
+        from DMIFLib.mrml.case_scene import write_results_scene
+    except ImportError as error:  # slicer-core is an extra ([slicer]); the rest of the demo does not need it
+        _say(f"no Slicer scene: {error} (pip install -e '.[slicer]')")
+    else:
+        saliency = {first: {m: p for m, p in written.items() if m not in ("html", "pdf")}}
+        outputs["Slicer scene"] = write_results_scene(out / "scene" / "DMIF_demo.mrml", predictions,
+                                                      train_dir / "model.pt", test_cases, saliency, DEMO_SALIENCY,
+                                                      overwrite=True)
+    return tables, outputs
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
     key = {**key, "modalities": list(modalities)}
     try:
         with run_folder(out, "demo", overwrite=args.overwrite, resume=True, key=key):
-            tables = run_demo(out, args.patients, args.seed, args.workers, args.device, args.scale, args.epochs,
-                              modalities)
+            tables, outputs = run_demo(out, args.patients, args.seed, args.workers, args.device, args.scale,
+                                       args.epochs, modalities)
     except (OutputFolderError, *user_errors()) as error:
         print(f"dmif demo: error: {error}", file=sys.stderr)
         return 2
@@ -111,5 +140,8 @@ def run(args: argparse.Namespace) -> int:
             print("\t".join(columns))
             for row in rows:
                 print("\t".join(row[c] for c in columns))
+    print("\nreports and scene (research use only):")
+    for name, path in outputs.items():
+        print(f"{name}: {path}")
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; everything is in {out}")
     return 0

@@ -33,3 +33,23 @@ def add_case_nodes(scene: slicer.vtkMRMLScene, case, saliency_paths: Mapping[str
     if saliency:
         show_as_foreground(scene, next(iter(saliency.values())), reference)
     return {"reference": reference, "box": roi, **{f"saliency {m}": n for m, n in saliency.items()}}
+
+
+def write_results_scene(mrml_path: str | os.PathLike, predictions_tsv: str | os.PathLike, model_path: str | os.PathLike,
+                        cases: Mapping[str, object], saliency: Mapping[str, Mapping[str, str | os.PathLike]],
+                        method: str, overwrite: bool = False):
+    """A headless ``.mrml`` scene of a prediction run that a user opens in Slicer: the cohort and per-patient result
+    tables (as the batch writes them) and, for each patient in ``saliency`` (patient_id -> modality -> file),
+    :func:`add_case_nodes` from ``cases`` (patient_id -> CohortCase). Returns the scene's path."""
+    from DMIFLib.model_file import load_model
+    from DMIFLib.mrml.batch import predictions_to_scene
+    from DMIFLib.mrml.predict import model_info
+    from DMIFLib.mrml.scene import new_scene, save_scene
+
+    model = load_model(model_path)
+    info = model_info(model)
+    scene = new_scene()
+    predictions_to_scene(predictions_tsv, scene, {k: info[k] for k in ("marker", "model_name", "model_version")})
+    for patient, paths in saliency.items():
+        add_case_nodes(scene, cases[patient].only(info["modalities"]), paths, method, model.settings.margin_mm)
+    return save_scene(scene, mrml_path, overwrite=overwrite)
