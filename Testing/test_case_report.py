@@ -107,15 +107,18 @@ def test_one_html_and_pdf_report_per_case(predicted):
     assert pdf.startswith(b"%PDF") and pdf.count(b"/Type /Page") >= 3  # pages: text, overlay (+ the Pages node)
 
 
-def _report(saliency_scale: float, row: dict[str, str] | None = None, qa: dict | None = None) -> CaseReport:
-    reference = _volume(0)
-    label = sitk.Image(reference.GetSize(), sitk.sitkUInt8)
-    label.CopyInformation(reference)
-    array = sitk.GetArrayFromImage(label)
+def _box_mask(reference: sitk.Image) -> tuple[OrientedBox, np.ndarray]:
+    """The box of the voxels BOX on ``reference`` and its (k, j, i) mask."""
+    array = np.zeros(reference.GetSize()[::-1], dtype=np.uint8)
     array[BOX[2]:BOX[5] + 1, BOX[1]:BOX[4] + 1, BOX[0]:BOX[3] + 1] = 1
     mask = sitk.GetImageFromArray(array)
     mask.CopyInformation(reference)
-    box = OrientedBox.from_label(mask)
+    return OrientedBox.from_label(mask), array
+
+
+def _report(saliency_scale: float, row: dict[str, str] | None = None, qa: dict | None = None) -> CaseReport:
+    reference = _volume(0)
+    box, array = _box_mask(reference)
     kk, jj = np.mgrid[:30, :40]  # the (k, j) plane: the slices lie along i
     blob = np.exp(-((kk - 15) ** 2 + (jj - 19) ** 2) / 30.0).astype(np.float32)
     values = (blob[:, :, None] * array * saliency_scale).astype(np.float32)
@@ -173,3 +176,36 @@ def test_report_in_headless_chromium_shows_the_overlay(tmp_path):
     with_overlay, without = _colour_pixels(tmp_path / "with.png"), _colour_pixels(tmp_path / "zero.png")
     print(f"overlay colour pixels: {with_overlay} with the saliency map, {without} with an all-zero map")
     assert with_overlay > without + 1500
+
+
+def test_a_report_for_a_model_grad_cam_cannot_explain_says_so(tmp_path):
+    """--report alone on a net without DF-Net: the report is written without overlay and says why; --saliency
+    gradcam asked for explicitly fails the case (ValueError, listed in failures.tsv by predict_cohort)."""
+    import torch
+
+    from DMIFLib.casereport.case_outputs import CaseOutputs
+    from DMIFLib.inference import CasePrediction
+    from DMIFLib.model_file import LoadedModel
+    from DMIFLib.nets import build_net, preset_spec
+    from DMIFLib.preprocessing.slices import extract_slices
+
+    spec = preset_spec("minet", "tiny")
+    spec["config"]["input_shape"] = [SIZE, SIZE]
+    net = build_net(spec).eval()
+    model = LoadedModel(nets={"t1c": net, "fused": net}, modalities=("t1c",), marker="IDH", cutoff=0.5,
+                        settings=PreprocessSettings(slice_size=SIZE), device=torch.device("cpu"))
+    image = _volume(3)
+    sitk.WriteImage(image, str(tmp_path / "q1_t1c.nii.gz"))
+    case = CohortCase(patient_id="Q1", images={"t1c": tmp_path / "q1_t1c.nii.gz"}, roi="ijk:2,8,5,9,30,24")
+    stack = extract_slices({"t1c": image}, _box_mask(image)[0], size=SIZE)
+    n = stack.n_slices
+    prediction = CasePrediction(patient_id="Q1", probabilities={"t1c": 0.6}, p_fused=0.6, prediction=1, cutoff=0.5,
+                                n_slices=n, slice_probabilities={"t1c": np.full(n, 0.6), "fused": np.full(n, 0.6)},
+                                slice_indices=stack.slice_indices)
+    outputs = CaseOutputs(tmp_path / "out", report=True)
+    outputs(model, case, stack, prediction)
+    page = outputs.written["Q1"]["html"].read_text(encoding="utf-8")
+    assert "No saliency map: Grad-CAM needs a DMIF-Net or DF-Net" in page
+    assert "no saliency map was computed for this case" in page and "P(IDH) = 0.60 (no interval)" in page
+    with pytest.raises(ValueError, match="no DF-Net branch"):
+        CaseOutputs(tmp_path / "asked", saliency="gradcam")(model, case, stack, prediction)

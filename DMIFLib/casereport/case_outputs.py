@@ -48,8 +48,9 @@ def build_case_report(model: Any, stack: Any, prediction: Any, reference_name: s
 class CaseOutputs:
     """Saliency volumes (``saliency``: a method; None: none) and/or case reports (``report``) for each predicted
     case, under ``out_dir``. A report without a saliency method uses :data:`DEFAULT_REPORT_SALIENCY` for its
-    overlay (not written as files). ``cohort_dir`` resolves a preprocessed case's ``provenance`` column (its QA images).
-    ``written`` maps patient_id -> {"t1c": saliency path, ..., "html": path, "pdf": path}."""
+    overlay (not written as files; a model it cannot explain gets a report without overlay, with a warning).
+    ``cohort_dir`` resolves a preprocessed case's ``provenance`` column (its QA images). ``written`` maps
+    patient_id -> {"t1c": saliency path, ..., "html": path, "pdf": path}."""
 
     def __init__(self, out_dir: str | os.PathLike, saliency: str | None = None, report: bool = False,
                  pdf: bool = True, cohort_dir: str | os.PathLike | None = None) -> None:
@@ -77,12 +78,20 @@ class CaseOutputs:
         reference_name = case.reference
         reference = read_image(case.images[reference_name], what=f"{reference_name} image", case=case.patient_id)
         method = self.method or DEFAULT_REPORT_SALIENCY
-        volumes = saliency_volumes(model, stack, reference, method)
+        missing = None
+        try:
+            volumes = saliency_volumes(model, stack, reference, method)
+        except ValueError as error:  # e.g. Grad-CAM on a net without DF-Net: asked for, the case fails
+            if self.method:
+                raise
+            volumes, missing = {}, f"No saliency map: {error}"
         paths: dict[str, Path] = {}
         if self.method:
             paths.update(write_saliency(volumes, case.patient_id, self.out_dir, method))
         if self.report:
             report = build_case_report(model, stack, prediction, reference_name, reference, volumes, method,
                                        self._provenance(case))
+            if missing:
+                report.warnings.insert(0, missing)
             paths.update(write_case_report(report, self.out_dir / REPORTS_DIR, pdf=self.pdf))
         self.written[case.patient_id] = paths

@@ -79,8 +79,9 @@ class CaseReport:
 
     def interval_note(self) -> str:
         if self.interval is None:
-            return "No interval: this model file provides none (train with cross-validation for one)."
-        return "Interval from the model's fold ensemble (see docs/trust.md for its measured coverage)."
+            return "No interval: the predictions of this model give none (no p_fused_low / p_fused_high)."
+        return ("Interval p_fused_low–p_fused_high as the prediction gives it (docs/trust.md: how it is made and its "
+                "measured coverage).")
 
 
 def prediction_row(prediction: Any, modalities: tuple[str, ...]) -> dict[str, str]:
