@@ -39,7 +39,8 @@ def _say(text: str) -> None:
 
 
 def run_demo(out: Path, patients: int, seed: int, workers: int, device: str, scale: float = 1.0,
-             epochs: int | None = None, modalities: tuple[str, ...] = ("t1c", "t2w")) -> dict[str, Path]:
+             epochs: int | None = None, modalities: tuple[str, ...] = ("t1c", "t2w")
+             ) -> tuple[dict[str, Path], dict[str, Path]]:
     """Run the five steps in ``out`` with the synthetic ``modalities``; returns the evaluation's tables (name ->
     path) and the reports and scene (name -> path): the cohort report (``evaluation/report.html``), the first test
     patient's case report (``predictions/reports/``, with its saliency volumes in ``predictions/saliency/``) and a
