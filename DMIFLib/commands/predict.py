@@ -28,7 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from DMIFLib.casereport.case_outputs import CaseOutputs
     from DMIFLib.failures import FAILURES_NAME, read_failures
     from DMIFLib.inference import predict_cohort
     from DMIFLib.run_folder import run_folder
@@ -40,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
     extras = None
     if args.saliency or args.report:
+        from DMIFLib.casereport.case_outputs import CaseOutputs
+
         extras = CaseOutputs(args.out, saliency=args.saliency, report=args.report,
                              cohort_dir=Path(args.cohort).resolve().parent)
     try:
