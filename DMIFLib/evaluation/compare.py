@@ -371,16 +371,22 @@ def compare_models(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pr
         from DMIFLib.evaluation.radiomics_baseline import radiomics_outcome
 
         outcome, baseline = radiomics_outcome(cases, settings, modalities, labels, train.groups, test.groups,
-                                              radiomics, config.seed, out_dir / "radiomics_cache", progress, cancel)
+                                              radiomics, config.seed, out_dir / "radiomics_cache", progress, cancel,
+                                              also=val_ids)
         if outcome is not None:
             from DMIFLib.evaluation.radiomics_baseline import fusion_outcome
 
             first = next(i for i, o in enumerate(outcomes) if o.table == "reference")
             deep = next((o.net for o in outcomes if o.name == REFERENCE and o.net is not None), None)
-            if deep is not None:  # a multimodal DMIF-Net to take the deep features from
-                outcomes.insert(first, fusion_outcome(deep, train, val, test, modalities, labels,
-                                                      baseline["features"], baseline["model"], radiomics,
-                                                      config.seed, resolve_device(device), cancel))
+            if deep is None:
+                baseline["fusion_skipped"] = "one modality: no multimodal DMIF-Net to take deep features from"
+            else:
+                try:
+                    outcomes.insert(first, fusion_outcome(deep, train, val, test, modalities, labels,
+                                                          baseline["features"], baseline["model"], radiomics,
+                                                          config.seed, resolve_device(device), cancel))
+                except ValueError as error:  # e.g. a validation patient without radiomics features
+                    baseline["fusion_skipped"] = str(error)
             outcomes.insert(first, outcome)
             baseline.pop("features")
             baseline_path = write_tsv(out_dir / "radiomics_baseline.tsv", baseline.pop("model").rows(),

@@ -75,15 +75,16 @@ def fit_baseline(features: Mapping[str, Mapping[str, float]], labels: Mapping[st
 def radiomics_outcome(cases: Sequence, preprocessing, modalities: Sequence[str], labels: Mapping[str, int],
                       train_groups: np.ndarray, test_groups: np.ndarray, settings: RadiomicsSettings, seed: int,
                       cache_dir: Path, progress: Callable[[dict], None] | None = None,
-                      cancel: threading.Event | None = None):
+                      cancel: threading.Event | None = None, also: Sequence[str] = ()):
     """``(ModelOutcome | None, info)``: the baseline trained on the patients of ``train_groups`` (slice-level
     patient ids) and applied to those of ``test_groups``; None with ``info["skipped"]`` (the reason) when a
-    training or test patient has no features (e.g. the radiomics extra is not installed)."""
+    training or test patient has no features (e.g. the radiomics extra is not installed). ``also``: further
+    patients whose features are computed (``info["features"]``), e.g. the validation patients of the fusion row."""
     from DMIFLib.evaluation.compare import ModelOutcome
 
     train_ids = list(dict.fromkeys(train_groups.tolist()))
     test_ids = list(dict.fromkeys(test_groups.tolist()))
-    wanted = set(train_ids) | set(test_ids)
+    wanted = set(train_ids) | set(test_ids) | set(also)
     params = settings.radiomics_params()
     started = time.perf_counter()
     features, regions, failures = cohort_features([c.only(modalities) for c in cases if c.patient_id in wanted],
