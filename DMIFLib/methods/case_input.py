@@ -49,14 +49,14 @@ class CaseInput:
     def slices(self, settings: PreprocessSettings, modalities: tuple[str, ...]) -> SliceStack:
         """The slice stack of ``modalities`` ((n, S, S) float32 each), preprocessed with ``self.settings`` or else
         ``settings`` (the model's)."""
-        from DMIFLib.preprocessing.pipeline import case_slices, image_slices
+        from DMIFLib.preprocessing.pipeline import case_slices, slices_from_volumes
 
         settings = self.settings or settings
         if self.case is not None:
             stack = case_slices(self.case.only(modalities), settings, self.backend)
-        else:
-            stack = image_slices({m: self.images[m] for m in modalities}, self.roi, settings,
-                                 brain_mask=self.brain_mask, backend=self.backend, case=self.patient_id)
+        else:  # as image_slices, with the preprocessed volumes kept for prepared() (radiomics reads them too)
+            prepared = self._preprocess(settings, tuple(modalities))
+            stack = slices_from_volumes(prepared.volumes, self.roi, settings, prepared.reference, self.patient_id)
         stack.patient_id = self.patient_id
         return stack
 
@@ -76,22 +76,26 @@ class CaseInput:
         """``modalities``' volumes preprocessed as the slices are (registered onto the reference modality's grid,
         N4, skull strip, z-score; ``self.settings`` or else ``settings``), computed once; a case of a cohort
         written by ``dmif preprocess`` is already preprocessed and read as it is."""
-        from DMIFLib.preprocessing.pipeline import is_preprocessed, preprocess_volumes
+        from DMIFLib.preprocessing.pipeline import is_preprocessed
 
         settings = self.settings or settings
-        key = (repr(settings.to_dict()), tuple(modalities))
-        if key not in self._prepared:
-            images = {m: self.volume(m) for m in modalities}
-            if self.case is not None and is_preprocessed(self.case):
-                self._prepared[key] = images
-            else:
-                mask = self.brain_mask
-                if mask is None and self.case is not None and self.case.brain_mask is not None:
-                    from DMIFLib.preprocessing.io import read_image
+        if self.case is not None and is_preprocessed(self.case):
+            return {m: self.volume(m) for m in modalities}
+        return dict(self._preprocess(settings, tuple(modalities)).volumes)
 
-                    mask = read_image(self.case.brain_mask, what="brain mask", case=self.patient_id)
-                self._prepared[key] = dict(preprocess_volumes(images, settings, mask, self.backend,
-                                                              self.patient_id).volumes)
+    def _preprocess(self, settings: PreprocessSettings, modalities: tuple[str, ...]):
+        """``PreprocessedVolumes`` of ``modalities`` with ``settings``, computed once per settings."""
+        from DMIFLib.preprocessing.pipeline import preprocess_volumes
+
+        key = (repr(settings.to_dict()), modalities)
+        if key not in self._prepared:
+            mask = self.brain_mask
+            if mask is None and self.case is not None and self.case.brain_mask is not None:
+                from DMIFLib.preprocessing.io import read_image
+
+                mask = read_image(self.case.brain_mask, what="brain mask", case=self.patient_id)
+            self._prepared[key] = preprocess_volumes({m: self.volume(m) for m in modalities}, settings, mask,
+                                                     self.backend, self.patient_id)
         return self._prepared[key]
 
     def region(self, modality: str, on: sitk.Image | None = None) -> tuple[sitk.Image, str]:
