@@ -78,6 +78,14 @@ def predict_stack(model: LoadedModel, stack, batch_size: int = 64) -> CasePredic
     )
 
 
+def predict_case(model: LoadedModel, case) -> CasePrediction:
+    """One patient (a :class:`~DMIFLib.methods.CaseInput`) with any method's model: the model file's method
+    decides how (DMIF-Net: :func:`predict_stack` on the case's slice stack)."""
+    from DMIFLib.methods.registry import get_method
+
+    return get_method(model.method).predict(model, case)
+
+
 def _scattering_key(net: torch.nn.Module) -> tuple | None:
     """What a DMIF-Net's MI-Net scattering depends on (it has no weights), or None for a net without one."""
     c = getattr(getattr(net, "mi", None), "config", None)
@@ -163,8 +171,8 @@ def predict_cohort(cohort_csv: str | os.PathLike, model_path: str | os.PathLike,
     reports: :class:`DMIFLib.casereport.case_outputs.CaseOutputs`); when it raises, the case fails as a whole.
     """
     from DMIFLib.cohort import read_cohort
+    from DMIFLib.methods.case_input import CaseInput
     from DMIFLib.preprocessing.cohort_settings import check_model_settings
-    from DMIFLib.preprocessing.pipeline import case_slices
     from DMIFLib.training.errors import RunCancelledError
 
     model = load_model(model_path, device)
@@ -177,12 +185,11 @@ def predict_cohort(cohort_csv: str | os.PathLike, model_path: str | os.PathLike,
         if progress is not None:
             progress({"stage": "predict", "case": number, "cases": len(cases), "patient_id": case.patient_id})
         try:
-            only = case.only(model.modalities)
-            stack = case_slices(only, model.settings)
-            stack.patient_id = case.patient_id
-            prediction = predict_stack(model, stack)
+            case_input = CaseInput.from_case(case)
+            prediction = predict_case(model, case_input)
             if after_case is not None:
-                after_case(model, only, stack, prediction)
+                after_case(model, case.only(model.modalities), case_input.slices(model.settings, model.modalities),
+                           prediction)
             predictions.append(prediction)
         except RunCancelledError:
             raise

@@ -62,8 +62,8 @@ def predict_nodes(model, volumes: Mapping[str, slicer.vtkMRMLScalarVolumeNode], 
     SliceStack (cut from the reference volume's grid; for saliency maps and the case report). Returns the
     CasePrediction.
     """
-    from DMIFLib.inference import predict_stack
-    from DMIFLib.preprocessing.pipeline import image_slices
+    from DMIFLib.inference import predict_case
+    from DMIFLib.methods.case_input import CaseInput
 
     needed = tuple(model.modalities)
     missing = [m for m in needed if volumes.get(m) is None]
@@ -76,16 +76,14 @@ def predict_nodes(model, volumes: Mapping[str, slicer.vtkMRMLScalarVolumeNode], 
     mask = volume_to_image(brain_mask) if brain_mask is not None else None
     _check(cancel)
     if progress:
-        progress({"step": "preprocess", "fraction": 0.1, "message": "Preprocessing"})
+        progress({"step": "preprocess", "fraction": 0.1, "message": "Preprocessing and predicting"})
     case = patient_name or volumes[needed[0]].GetName()
-    stack = image_slices(images, box, settings, brain_mask=mask, backend=backend, case=case)
+    case_input = CaseInput(patient_id=case, images=images, roi=box, brain_mask=mask, settings=settings,
+                           backend=backend)
+    prediction = predict_case(model, case_input)
     _check(cancel)
-    if progress:
-        progress({"step": "predict", "fraction": 0.8, "message": f"Predicting {len(stack.slice_indices)} slices"})
-    stack.patient_id = case
     if on_stack is not None:
-        on_stack(stack)
-    prediction = predict_stack(model, stack)
+        on_stack(case_input.slices(model.settings, needed))
     if progress:
         progress({"step": "done", "fraction": 1.0, "message": "Done"})
     return prediction
