@@ -78,6 +78,14 @@ def predict_stack(model: LoadedModel, stack, batch_size: int = 64) -> CasePredic
     )
 
 
+def predict_case(model: LoadedModel, case) -> CasePrediction:
+    """One patient (a :class:`~DMIFLib.methods.CaseInput`) with any method's model: the model file's method
+    decides how (DMIF-Net: :func:`predict_stack` on the case's slice stack)."""
+    from DMIFLib.methods.registry import get_method
+
+    return get_method(model.method).predict(model, case)
+
+
 def _scattering_key(net: torch.nn.Module) -> tuple | None:
     """What a DMIF-Net's MI-Net scattering depends on (it has no weights), or None for a net without one."""
     c = getattr(getattr(net, "mi", None), "config", None)
@@ -161,8 +169,8 @@ def predict_cohort(cohort_csv: str | os.PathLike, model_path: str | os.PathLike,
     atomically at the end. Raises ``CohortError`` / ``ModelFileError`` naming the file.
     """
     from DMIFLib.cohort import read_cohort
+    from DMIFLib.methods.case_input import CaseInput
     from DMIFLib.preprocessing.cohort_settings import check_model_settings
-    from DMIFLib.preprocessing.pipeline import case_slices
     from DMIFLib.training.errors import RunCancelledError
 
     model = load_model(model_path, device)
@@ -175,9 +183,7 @@ def predict_cohort(cohort_csv: str | os.PathLike, model_path: str | os.PathLike,
         if progress is not None:
             progress({"stage": "predict", "case": number, "cases": len(cases), "patient_id": case.patient_id})
         try:
-            stack = case_slices(case.only(model.modalities), model.settings)
-            stack.patient_id = case.patient_id
-            predictions.append(predict_stack(model, stack))
+            predictions.append(predict_case(model, CaseInput.from_case(case)))
         except RunCancelledError:
             raise
         except Exception as error:  # one bad case must not throw the others' results away

@@ -2,7 +2,10 @@
 
 Layout (a dict; loads with ``torch.load(weights_only=True)``)::
 
-    format: "dmif-model", format_version: 1, package_version: DMIFLib version that wrote it
+    format: "dmif-model", format_version: 1 (a DMIF-Net model) or 2 (another method; older readers refuse it),
+        package_version: DMIFLib version that wrote it
+    method: the method's name (:mod:`DMIFLib.methods`); absent in files from before methods existed ("dmif")
+    method_state: the method's own content beyond ``nets`` (plain types and tensors; absent for "dmif")
     marker: name of the predicted marker (e.g. "1p/19q co-deletion"); p = P(marker present)
     modalities: ["t1c", "t2w", ...] in MODALITIES order (the fused net's input channel order)
     preprocessing: PreprocessSettings.to_dict() used for training (prediction reuses it)
@@ -11,7 +14,8 @@ Layout (a dict; loads with ``torch.load(weights_only=True)``)::
         a single-modality model's "fused" entry is a copy of its modality's DMIF-Net, which loads as one shared net
     info: provenance (plain types: training preset, seed, cohort hash, metrics, ...)
 
-Net specs are the nets' ``spec()`` dicts, rebuilt with :func:`DMIFLib.nets.build_net`.
+Net specs are the nets' ``spec()`` dicts, rebuilt with :func:`DMIFLib.nets.build_net`. :func:`load_model` checks
+what every method shares, then the file's method rebuilds its model (``Method.load``).
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ from DMIFLib.atomic import atomic_path
 from DMIFLib.cohort import MODALITIES
 
 MODEL_FORMAT = "dmif-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+DMIF_FORMAT_VERSION = 1  # DMIF-Net files keep version 1, so that older DMIFLib releases still read them
 FUSED = "fused"
+DEFAULT_METHOD = "dmif"
 
 
 class ModelFileError(ValueError):
@@ -41,7 +47,9 @@ class ModelFileError(ValueError):
 class LoadedModel:
     """A model ready for prediction: ``nets[modality]`` (B, 1, S, S) → logits, ``nets["fused"]`` (B, M, S, S).
 
-    ``settings`` is a ``PreprocessSettings``; ``path`` the file it came from (None when built in memory).
+    ``settings`` is a ``PreprocessSettings``; ``path`` the file it came from (None when built in memory);
+    ``method`` the :mod:`DMIFLib.methods` name; ``state`` that method's own content (plain types and tensors,
+    saved as the file's ``method_state``).
     """
 
     nets: dict[str, nn.Module]
@@ -53,6 +61,8 @@ class LoadedModel:
     info: dict = field(default_factory=dict)
     package_version: str = __version__
     path: Path | None = None
+    method: str = DEFAULT_METHOD
+    state: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Channels-last (NHWC) weights make oneDNN keep the feature maps in NHWC: prediction with the paper-size
@@ -68,15 +78,19 @@ class LoadedModel:
 
 
 def model_dict(nets: dict[str, nn.Module], modalities: tuple[str, ...], marker: str, settings: Any, cutoff: float,
-               info: dict | None = None) -> dict:
+               info: dict | None = None, method: str = DEFAULT_METHOD, state: dict | None = None) -> dict:
     """The model file's content (see the module docstring); ``settings`` is a ``PreprocessSettings``."""
-    return {
-        "format": MODEL_FORMAT, "format_version": FORMAT_VERSION, "package_version": __version__,
-        "marker": marker, "modalities": list(modalities), "preprocessing": settings.to_dict(),
+    content = {
+        "format": MODEL_FORMAT, "format_version": DMIF_FORMAT_VERSION, "package_version": __version__,
+        "method": method, "marker": marker, "modalities": list(modalities), "preprocessing": settings.to_dict(),
         "cutoff": float(cutoff), "info": dict(info or {}),
         "nets": {name: {"spec": net.spec(), "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
                  for name, net in nets.items()},
     }
+    if method != DEFAULT_METHOD:
+        content["format_version"] = FORMAT_VERSION
+        content["method_state"] = dict(state or {})
+    return content
 
 
 def content_problem(content: dict) -> str | None:
@@ -96,7 +110,8 @@ def save_model(path: str | os.PathLike, model: LoadedModel) -> Path:
     """Write ``model`` to ``path`` atomically; :class:`ModelFileError` (nothing written) for NaN/inf weights or a
     cut-off outside [0, 1]."""
     path = Path(path)
-    content = model_dict(model.nets, model.modalities, model.marker, model.settings, model.cutoff, model.info)
+    content = model_dict(model.nets, model.modalities, model.marker, model.settings, model.cutoff, model.info,
+                         model.method, model.state)
     problem = content_problem(content)
     if problem:
         raise ModelFileError(f"{path}: not saved: {problem}")
@@ -111,6 +126,36 @@ def _same_net(a: dict, b: dict) -> bool:
         torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
 
 
+def dmif_nets(content: dict, device: torch.device) -> dict[str, nn.Module]:
+    """A DMIF-Net model's nets from a model file's content: each modality's DMIF-Net and ``"fused"`` (the
+    multimodal net; a single-modality model's fused net is its one DMIF-Net, shared), on ``device``, eval mode."""
+    from DMIFLib.nets import build_net
+
+    modalities = tuple(content["modalities"])
+    nets: dict[str, nn.Module] = {}
+    for name in (*modalities, FUSED):
+        entry = content["nets"][name]
+        if name == FUSED and len(modalities) == 1 and _same_net(entry, content["nets"][modalities[0]]):
+            nets[FUSED] = nets[modalities[0]]  # single-modality model: nothing to fuse
+            continue
+        net = build_net(entry["spec"])
+        net.load_state_dict(entry["state_dict"])
+        nets[name] = net.to(device).eval()
+    return nets
+
+
+def model_from_content(content: dict, nets: dict[str, nn.Module], path: Path | None, device: torch.device,
+                       state: dict | None = None) -> LoadedModel:
+    """A :class:`LoadedModel` of a model file's ``content`` with the nets (and method state) a method rebuilt."""
+    from DMIFLib.preprocessing.settings import PreprocessSettings
+
+    return LoadedModel(nets=nets, modalities=tuple(content["modalities"]), marker=str(content["marker"]),
+                       settings=PreprocessSettings.from_dict(content["preprocessing"]),
+                       cutoff=float(content["cutoff"]), device=device, info=dict(content.get("info", {})),
+                       package_version=str(content.get("package_version")), path=path,
+                       method=str(content.get("method", DEFAULT_METHOD)), state=dict(state or {}))
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
     """Read a model file and rebuild its nets on ``device`` (in eval mode).
 
@@ -118,7 +163,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
     not a DMIF model, from a newer format, when its weights do not fit its net specs, hold NaN/inf values, or
     its cut-off is not a number in [0, 1].
     """
-    from DMIFLib.nets import build_net
+    from DMIFLib.methods.registry import UnknownMethodError, get_method
     from DMIFLib.preprocessing.settings import PreprocessSettings
     from DMIFLib.training.device import resolve_device
 
@@ -143,22 +188,17 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
         unknown = [m for m in modalities if m not in MODALITIES]
         if unknown or not modalities:
             raise ModelFileError(f"{path}: unknown modalities {unknown or '(none)'}; known: {', '.join(MODALITIES)}")
-        settings = PreprocessSettings.from_dict(content["preprocessing"])
+        PreprocessSettings.from_dict(content["preprocessing"])  # checked here, kept by model_from_content
         problem = content_problem(content)
         if problem:
             raise ModelFileError(f"{path}: unusable model: {problem}")
-        nets: dict[str, nn.Module] = {}
-        for name in (*modalities, FUSED):
-            entry = content["nets"][name]
-            if name == FUSED and len(modalities) == 1 and _same_net(entry, content["nets"][modalities[0]]):
-                nets[FUSED] = nets[modalities[0]]  # single-modality model: nothing to fuse
-                continue
-            net = build_net(entry["spec"])
-            net.load_state_dict(entry["state_dict"])
-            nets[name] = net.to(device).eval()
-        return LoadedModel(nets=nets, modalities=modalities, marker=str(content["marker"]), settings=settings,
-                           cutoff=float(content["cutoff"]), device=device, info=dict(content.get("info", {})),
-                           package_version=str(content.get("package_version")), path=path)
+        method = content.get("method", DEFAULT_METHOD)
+        try:
+            implementation = get_method(method)
+        except UnknownMethodError as error:
+            raise ModelFileError(f"{path}: {error} (the file was written by DMIFLib "
+                                 f"{content.get('package_version')})") from None
+        return implementation.load(content, path, device)
     except ModelFileError:
         raise
     except KeyError as error:

@@ -11,9 +11,9 @@ JSON object (NaN written as null):
 - ``{"event": "cancelled", "message": ...}`` — exit code 130, after SIGTERM (or SIGINT): the run stops at the
   next batch; a training run keeps its last epoch's checkpoint and continues with ``--resume``.
 
-Usage: ``train COHORT OUT [--preset quick|paper] [--device D] [--resume] [--seed S] [--marker M]
-[--overrides JSON] [--cv K [--repeats R]]`` (``--cv``: cross-validation run, progress events carry
-``repeat``/``repeats``/``fold``/``folds``) and ``predict COHORT MODEL OUT [--device D]``.
+Usage: ``train COHORT OUT [--method dmif|radiomics|transfer] [--preset quick|paper] [--device D] [--resume]
+[--seed S] [--marker M] [--overrides JSON] [--cv K [--repeats R]]`` (``--cv``, dmif only: cross-validation run,
+progress events carry ``repeat``/``repeats``/``fold``/``folds``) and ``predict COHORT MODEL OUT [--device D]``.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model (Algorithm 1)")
     train.add_argument("cohort")
     train.add_argument("out")
+    train.add_argument("--method", default="dmif", help="dmif, radiomics, transfer (docs/methods.md)")
     train.add_argument("--preset", default="quick", choices=("quick", "paper"))
     train.add_argument("--device", default="auto")
     train.add_argument("--resume", action="store_true")
@@ -75,6 +76,10 @@ def _run(args: argparse.Namespace, cancel: threading.Event) -> dict:
         emit("progress", **event)
 
     if args.command == "train" and args.cv is not None:
+        if args.method != "dmif":
+            from DMIFLib.training.errors import TrainingError
+
+            raise TrainingError(f"--cv is available for --method dmif only, not {args.method}")
         from DMIFLib.commands.train import overrides_from_args
         from DMIFLib.training.cross_validation import cross_validate
 
@@ -86,10 +91,11 @@ def _run(args: argparse.Namespace, cancel: threading.Event) -> dict:
                 "folds": str(cv.folds_path), "cv_metrics": cv.metrics, "seconds": cv.seconds}
     if args.command == "train":
         from DMIFLib.commands.train import overrides_from_args
-        from DMIFLib.training import train_cohort
+        from DMIFLib.methods import get_method
 
-        result = train_cohort(args.cohort, args.out, preset=args.preset, device=args.device, resume=args.resume,
-                              progress=progress, cancel=cancel, overrides=overrides_from_args(args))
+        result = get_method(args.method).train(args.cohort, args.out, preset=args.preset, device=args.device,
+                                               resume=args.resume, progress=progress, cancel=cancel,
+                                               overrides=overrides_from_args(args))
         return {"message": f"training finished: {result.model_path}", "out_dir": str(result.out_dir),
                 "model": str(result.model_path), "history": str(result.history_path),
                 "metrics": str(result.metrics_path), "predictions": str(result.predictions_path),

@@ -6,12 +6,15 @@ import argparse
 import json
 import sys
 
-HELP = "train DMIF-Net (Algorithm 1) on a labelled cohort; held-out test metrics; --resume after a kill"
+HELP = "train DMIF-Net (Algorithm 1) or another --method on a labelled cohort; held-out test metrics; --resume"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cohort", required=True, help="cohort CSV with a 0/1 'label' column")
     parser.add_argument("--out", required=True, help="run folder (model.pt, history.tsv, metrics.tsv, ...)")
+    parser.add_argument("--method", default="dmif",
+                        help="dmif (DMIF-Net, default), radiomics (deep + radiomics fusion, seed 001), transfer "
+                             "(transfer-learning CNNs, seed 002); see docs/methods.md")
     parser.add_argument("--preset", default="quick", choices=("quick", "paper"),
                         help="quick: small nets, few epochs (CPU demo); paper: Algorithm 1 as published")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
@@ -72,10 +75,12 @@ def continue_command(args: argparse.Namespace) -> str:
 
     if (Path(args.out) / CHECKPOINT_NAME).is_file():
         words = ["dmif", "train", "--cohort", args.cohort, "--out", args.out, "--resume"]
+        words += ["--method", args.method] if args.method != "dmif" else []
         words += ["--device", args.device] if args.device != "auto" else []
     else:
         words = ["dmif", "train", "--cohort", args.cohort, "--out", args.out, "--preset", args.preset,
                  "--device", args.device, "--overwrite"]
+        words += ["--method", args.method] if args.method != "dmif" else []
         for key in ("seed", "epochs", "marker", "overrides"):
             if getattr(args, key) is not None:
                 words += [f"--{key}", str(getattr(args, key))]
@@ -83,15 +88,24 @@ def continue_command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from DMIFLib.methods import get_method
     from DMIFLib.run_folder import OutputFolderError, run_folder
-    from DMIFLib.training import RunCancelledError, train_cohort
+    from DMIFLib.training import RunCancelledError
     from DMIFLib.training.errors import user_errors
 
     if args.resume and args.overwrite:
         print("dmif train: error: --resume continues the run in --out and --overwrite replaces it; give one",
               file=sys.stderr)
         return 2
+    try:
+        method = get_method(args.method)
+    except user_errors() as error:
+        print(f"dmif train: error: {error}", file=sys.stderr)
+        return 2
     if args.cv is not None:
+        if args.method != "dmif":
+            print(f"dmif train: error: --cv is available for --method dmif only, not {args.method}", file=sys.stderr)
+            return 2
         return _run_cv(args)
     if args.repeats != 1:
         print("dmif train: error: --repeats needs --cv K", file=sys.stderr)
@@ -99,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with run_folder(args.out, "train", overwrite=args.overwrite, resume=args.resume, protect=(args.cohort,),
                         resume_hint="--resume"):
-            result = train_cohort(args.cohort, args.out, preset=args.preset, device=args.device,
+            result = method.train(args.cohort, args.out, preset=args.preset, device=args.device,
                                   resume=args.resume, progress=print_progress, overrides=overrides_from_args(args))
     except (OutputFolderError, *user_errors()) as error:
         print(f"dmif train: error: {error}", file=sys.stderr)

@@ -60,8 +60,8 @@ def predict_nodes(model, volumes: Mapping[str, slicer.vtkMRMLScalarVolumeNode], 
     Every modality the model needs must be present (others are ignored); the patient is named after the volume
     of the model's first modality unless ``patient_name`` is given. Returns the CasePrediction.
     """
-    from DMIFLib.inference import predict_stack
-    from DMIFLib.preprocessing.pipeline import image_slices
+    from DMIFLib.inference import predict_case
+    from DMIFLib.methods.case_input import CaseInput
 
     needed = tuple(model.modalities)
     missing = [m for m in needed if volumes.get(m) is None]
@@ -74,14 +74,11 @@ def predict_nodes(model, volumes: Mapping[str, slicer.vtkMRMLScalarVolumeNode], 
     mask = volume_to_image(brain_mask) if brain_mask is not None else None
     _check(cancel)
     if progress:
-        progress({"step": "preprocess", "fraction": 0.1, "message": "Preprocessing"})
+        progress({"step": "preprocess", "fraction": 0.1, "message": "Preprocessing and predicting"})
     case = patient_name or volumes[needed[0]].GetName()
-    stack = image_slices(images, box, settings, brain_mask=mask, backend=backend, case=case)
+    prediction = predict_case(model, CaseInput(patient_id=case, images=images, roi=box, brain_mask=mask,
+                                               settings=settings, backend=backend))
     _check(cancel)
-    if progress:
-        progress({"step": "predict", "fraction": 0.8, "message": f"Predicting {len(stack.slice_indices)} slices"})
-    stack.patient_id = case
-    prediction = predict_stack(model, stack)
     if progress:
         progress({"step": "done", "fraction": 1.0, "message": "Done"})
     return prediction

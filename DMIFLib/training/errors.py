@@ -17,7 +17,8 @@ class RunCancelledError(Exception):
 def user_errors() -> tuple[type[Exception], ...]:
     """The exceptions whose message is meant for the user (the CLI prints them on one line and exits 2)."""
     from DMIFLib.cohort import CohortError
+    from DMIFLib.methods.registry import UnknownMethodError
     from DMIFLib.model_file import ModelFileError
     from DMIFLib.preprocessing.errors import PreprocessingError
 
-    return (CohortError, PreprocessingError, ModelFileError, TrainingError, DeviceError)
+    return (CohortError, PreprocessingError, ModelFileError, TrainingError, DeviceError, UnknownMethodError)
