@@ -43,6 +43,9 @@ IMAGENET_FILES: dict[str, tuple[str, ...]] = {
 }
 """torchvision's ImageNet-1k weight files per architecture (``IMAGENET1K_V1``; ResNet50 also ``V2``, preferred)."""
 
+MIN_INPUT = {"alexnet": 63, "googlenet": 15, "resnet18": 1, "resnet34": 1, "resnet50": 1, "vgg11": 32, "vgg16": 32}
+"""The smallest input side (px) each architecture takes (torchvision's ``min_size``)."""
+
 WEIGHTS_URL = "https://download.pytorch.org/models/"
 WEIGHTS_DIR_ENV = "DMIF_IMAGENET_WEIGHTS"
 """Environment variable: a folder with ImageNet weight files, searched before torch.hub's checkpoints folder."""
@@ -313,8 +316,8 @@ def _build_body(arch: str, divisor: int) -> nn.Module:
 class TransferNet(nn.Module):
     """A torchvision-layout CNN with an ``in_channels`` first convolution and a one-logit head.
 
-    Input (B, in_channels, H, W) z-scored slices, H = W ≥ 32 (AlexNet, VGG, GoogLeNet, ResNet all downsample
-    32×); ``forward`` → logits (B,); ``features`` → the vector before the last linear layer (B, feature_dim).
+    Input (B, in_channels, H, W) z-scored slices, H and W at least :data:`MIN_INPUT` (after ``input_size``);
+    ``forward`` → logits (B,); ``features`` → the vector before the last linear layer (B, feature_dim).
     """
 
     kind = "transfer"
@@ -419,7 +422,11 @@ def load_imagenet(net: TransferNet, weights: str | os.PathLike | None = None) ->
     if config.arch == "googlenet":
         _fold_googlenet_transform(state)
     state[conv_key] = adapt_first_conv(state[conv_key], config.in_channels)
-    missing, unexpected = net.body.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = net.body.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # a tensor of another shape
+        raise ValueError(f"{path}: does not fit torchvision's {config.arch}: "
+                         f"{str(error).strip().splitlines()[-1].strip()}") from None
     if set(missing) != head or unexpected:
         raise ValueError(f"{path}: does not fit torchvision's {config.arch}: missing {sorted(set(missing) - head)[:3]},"
                          f" unexpected {sorted(unexpected)[:3]}")
