@@ -14,7 +14,7 @@ import slicer
 import vtk
 from DMIFPredictLib.dependencies import DependencyError, unsupportedSlicerMessage
 from DMIFPredictLib.logic import hasPath
-from DMIFTrainLib.logic import DEVICES, PRESETS, TrainLogic
+from DMIFTrainLib.logic import DEVICES, METHODS, PRESETS, TrainLogic
 from slicer import vtkMRMLPlotChartNode, vtkMRMLTableNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
@@ -60,6 +60,7 @@ class DMIFTrainParameterNode:
     cohortTable: vtkMRMLTableNode
     marker: str = "1p/19q co-deletion"
     preset: Annotated[str, Choice(list(PRESETS))] = "quick"
+    method: Annotated[str, Choice(list(METHODS))] = "dmif"
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
     outputFolder: str = ""
     resume: bool = False
@@ -202,7 +203,7 @@ class DMIFTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._worker = self.logic.startTraining(
                 cohortCsv, str(parameters.outputFolder), preset=parameters.preset, device=parameters.device,
                 resume=parameters.resume, overrides=self.logic.overridesFromParameters(parameters),
-                marker=parameters.marker)
+                marker=parameters.marker, method=parameters.method)
             self.ui.cohortPathLineEdit.addCurrentPathToHistory()
             self.ui.outputFolderLineEdit.addCurrentPathToHistory()
             self.ui.applyButton.text = _("Cancel")

@@ -1,7 +1,9 @@
 """The method interface: registry, the model file's `method` entry and its dispatch, `dmif train --method`."""
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +18,7 @@ def test_registry_names_every_method_with_its_seed():
     for name in METHODS:
         method = get_method(name)
         assert isinstance(method, Method) and method.name == name and method.title and method.seed.isdigit()
-    with pytest.raises(UnknownMethodError, match="'nope' is not available.*available: dmif"):
+    with pytest.raises(UnknownMethodError, match=r"'nope' is not available.*available: dmif"):
         get_method("nope")
 
 
@@ -53,3 +55,26 @@ def test_train_refuses_an_unknown_method_in_one_line(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"dmif train: error: method 'nope' is not available in this DMIFLib; available: {', '.join(METHODS)}"]
     assert not (tmp_path / "run").exists()
+
+
+def test_worker_reports_an_unknown_method_as_a_user_error(tmp_path):
+    cohort = tmp_path / "cohort.csv"
+    cohort.write_text("patient_id,t1c,roi,label\n")
+    done = subprocess.run([sys.executable, "-m", "DMIFLib.worker", "train", str(cohort), str(tmp_path / "run"),
+                           "--method", "nope"], capture_output=True, text=True)
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 2 and events[-1]["event"] == "error"
+    assert "method 'nope' is not available" in events[-1]["message"]
+
+
+def test_train_module_offers_every_method_and_passes_it_to_the_worker():
+    pytest.importorskip("slicer", reason="the PyPI package slicer-core is needed")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "DMIFTrain"))
+    from DMIFTrainLib.logic import METHODS as OFFERED
+    from DMIFTrainLib.logic import TrainLogic
+
+    assert set(METHODS) <= set(OFFERED) and OFFERED[0] == "dmif"
+    logic = TrainLogic(pythonExecutable="python")
+    command = logic.workerCommand("c.csv", "out", method="radiomics")
+    assert command[command.index("--method") + 1] == "radiomics"
+    assert "--method" not in logic.workerCommand("c.csv", "out")  # dmif: the command line as before

@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 
-HELP = "train DMIF-Net ablations and reference CNNs on one patient split; Table 2/3 TSVs with DeLong p-values"
+HELP = ("train DMIF-Net ablations and reference CNNs (--radiomics: and a radiomics baseline) on one patient split; "
+        "Table 2/3 TSVs with DeLong p-values")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='training-setting overrides as JSON, e.g. \'{"epochs": 2, "net_width": "tiny"}\'')
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier run in --out (refused otherwise); its other outputs are removed")
+    parser.add_argument("--radiomics", action="store_true",
+                        help="add the radiomics-only baseline row of seed 001 (needs the radiomics extra; its "
+                             "settings: --set '{\"radiomics\": {...}}', docs/methods.md)")
     parser.add_argument("--n-boot", type=int, default=None, help="bootstrap replicates (default 200 quick, 1000 paper)")
 
 
@@ -33,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     def progress(event: dict) -> None:
         if event.get("stage") == "compare":
             print(f"[{event['index']}] training {event['model']}", flush=True)
+        elif event.get("stage") == "radiomics":
+            print(f"radiomics {event['case']}/{event['cases']}: {event['patient_id']}", flush=True)
         elif event.get("stage") == "slices":
             print(f"slices {event['case']}/{event['cases']}: {event['patient_id']}", flush=True)
         elif "val_auc" in event:
@@ -44,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         with run_folder(args.out, "compare", overwrite=args.overwrite, protect=(args.cohort,)):
             paths = compare_models(args.cohort, args.out, preset=args.preset, device=args.device,
                                    overrides=overrides, n_boot=args.n_boot, progress=progress,
-                                   overwrite=args.overwrite)
+                                   overwrite=args.overwrite, with_radiomics=args.radiomics)
     except json.JSONDecodeError as error:
         print(f"dmif compare: --set is not valid JSON: {error}", file=sys.stderr)
         return 2
@@ -59,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
             if row["level"] == "patient":
                 print(f"{row['model']:<26} patient AUC {float(row['auc']):.4f} acc {float(row['accuracy']):.4f} "
                       f"DeLong p (Bonferroni) {row['delong_p_bonferroni'] or '-'}")
+    skipped = json.loads(paths["run"].read_text(encoding="utf-8"))["radiomics_baseline"].get("skipped")
+    if skipped and args.radiomics:
+        print(f"dmif compare: no radiomics baseline row: {skipped}", file=sys.stderr)
     for name, path in paths.items():
         print(f"wrote {name}: {path}")
     return 0

@@ -53,6 +53,8 @@ def print_progress(event: dict) -> None:
     stage = event.get("stage")
     if stage == "slices" and (event["case"] % 10 == 0 or event["case"] == event["cases"]):
         print(f"slices: {event['case']}/{event['cases']} patients", flush=True)
+    elif stage == "radiomics" and (event["case"] % 10 == 1 or event["case"] == event["cases"]):
+        print(f"radiomics features: patient {event['case']}/{event['cases']}", flush=True)
     elif "epoch" in event and "batch" not in event:
         print(f"[{event['step']}/{event['steps']}] {stage:<20} epoch {event['epoch']:>3}/{event['epochs']:<3} "
               f"loss {event['loss']:.4f}  val_loss {event['val_loss']:.4f}  val_auc {event['val_auc']:.3f}  "
@@ -73,7 +75,9 @@ def continue_command(args: argparse.Namespace) -> str:
 
     from DMIFLib.training.checkpoint import CHECKPOINT_NAME
 
-    if (Path(args.out) / CHECKPOINT_NAME).is_file():
+    deep = Path(args.out) / "deep"  # method radiomics trains its DMIF-Net there first
+    if (Path(args.out) / CHECKPOINT_NAME).is_file() or (
+            args.method == "radiomics" and any((deep / name).is_file() for name in (CHECKPOINT_NAME, "model.pt"))):
         words = ["dmif", "train", "--cohort", args.cohort, "--out", args.out, "--resume"]
         words += ["--method", args.method] if args.method != "dmif" else []
         words += ["--device", args.device] if args.device != "auto" else []

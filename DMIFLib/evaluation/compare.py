@@ -6,14 +6,18 @@ Models (paper Tables 2–3), all on the same train / validation / test patients:
 - per modality: DF-Net and MI-Net J=2+3+4 (Algorithm 1 stage 1), then DMIF-Net from those two (stage 2);
 - DMIF-Net (multimodal) from the per-modality DMIF-Nets (stage 3) — the reference of every DeLong test;
 - reference CNNs (ResNet34, DenseNet121 from MONAI, a VGG-style net) on the modalities stacked as channels,
-  trained like stage 1.
+  trained like stage 1;
+- with ``with_radiomics`` (``dmif compare --radiomics``): the radiomics-only baseline of seed 001 (logistic
+  regression on MI-selected radiomics features, a patient-level model: its slice rows repeat the patient's
+  probability), in Table 2 beside the reference CNNs.
 
 Each model's cut-off is Youden's on its own training-patient predictions (patient level: mean slice probability
 per patient; slice level: every slice) and is then applied unchanged to the test patients. Outputs in ``out``:
 ``table2_reference_cnns.tsv`` and ``table3_ablations.tsv`` (Table 2 columns plus the patient-level DeLong p
 against DMIF-Net, Bonferroni-corrected within each table), ``delong_tests.tsv``, ``metrics_ci.tsv``,
 ``separability.tsv`` (eq. 9–11 on test-slice features), ``tsne.tsv``, ``scores_patient.tsv``,
-``scores_slice.tsv``, ``history.tsv`` and ``run.json``.
+``scores_slice.tsv``, ``history.tsv``, ``radiomics_baseline.tsv`` (selected features, MI, coefficients) and
+``run.json``.
 """
 
 from __future__ import annotations
@@ -316,18 +320,28 @@ def write_comparison(outcomes: Sequence[ModelOutcome], train: SliceData, test: S
 def compare_models(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, preset: str = "quick",
                    device: str = "auto", overrides: dict | None = None, n_boot: int | None = None,
                    progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
-                   overwrite: bool = False) -> dict[str, Path]:
+                   overwrite: bool = False, with_radiomics: bool = False) -> dict[str, Path]:
     """Load the cohort's slices, split by patient, train every model and write the tables (module docstring).
+
+    ``with_radiomics`` adds the radiomics-only baseline (:mod:`DMIFLib.evaluation.radiomics_baseline`; settings
+    from ``overrides["radiomics"]``, as for ``dmif train --method radiomics``); when its features cannot be computed
+    (e.g. the radiomics extra is not installed) the row is left out and ``run.json`` says why.
 
     ``preset``: "quick" or "paper" (training presets of :mod:`DMIFLib.training.presets`); ``overrides``: their
     field overrides. Needs labels for every patient; T1C and T2W when both are present for all patients.
     An ``out_dir`` that already holds a comparison (``run.json``) is refused unless ``overwrite``.
     """
     from DMIFLib.cohort import MODALITIES, read_cohort
+    from DMIFLib.methods.radiomics_features import RadiomicsSettings
     from DMIFLib.preprocessing.settings import PreprocessSettings
     from DMIFLib.training.data import load_cohort_slices
     from DMIFLib.training.presets import make_config
 
+    overrides = dict(overrides or {})
+    radiomics_overrides = overrides.pop("radiomics", None)
+    if radiomics_overrides is not None and not with_radiomics:
+        raise ValueError("radiomics settings were given but the radiomics baseline is off (dmif compare --radiomics)")
+    radiomics = RadiomicsSettings.from_dict(radiomics_overrides) if with_radiomics else None
     config = make_config(preset, overrides)
     resolve_device(device)  # an unusable --device fails before the slices are loaded
     out_dir = Path(out_dir)
@@ -349,14 +363,26 @@ def compare_models(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pr
     test = slice_data(stacks, labels, test_ids, modalities)
     started = time.perf_counter()
     outcomes = train_models(config, train, val, test, modalities, device, progress, cancel)
+    baseline: dict = {"skipped": "not asked for (dmif compare --radiomics)"}
+    if radiomics is not None:
+        from DMIFLib.evaluation.radiomics_baseline import radiomics_outcome
+
+        outcome, baseline = radiomics_outcome(cases, settings, modalities, labels, train.groups, test.groups,
+                                              radiomics, config.seed, out_dir / "radiomics_cache", progress, cancel)
+        if outcome is not None:
+            outcomes.insert(next(i for i, o in enumerate(outcomes) if o.table == "reference"), outcome)
+            baseline_path = write_tsv(out_dir / "radiomics_baseline.tsv", baseline.pop("model").rows(),
+                                      ("rank", "feature", "mi", "coefficient", "train_mean", "train_std"))
     paths = write_comparison(outcomes, train, test, labels, out_dir,
                              n_boot=n_boot if n_boot is not None else (1000 if preset == "paper" else 200),
                              seed=config.seed)
+    if "skipped" not in baseline:
+        paths["radiomics_baseline"] = baseline_path
     run = {"command": "dmif compare", "cohort": str(Path(cohort_csv).resolve()), "preset": preset,
            "config": config.to_dict(), "modalities": list(modalities), "device": str(resolve_device(device)),
            "split": {"train": fit_ids, "validation": val_ids, "test": test_ids},
            "slices": {"train": len(train.y), "validation": len(val.y), "test": len(test.y)},
-           "seconds_per_model": {o.name: round(o.seconds, 2) for o in outcomes},
+           "seconds_per_model": {o.name: round(o.seconds, 2) for o in outcomes}, "radiomics_baseline": baseline,
            "seconds_total": round(time.perf_counter() - started, 2),
            "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     atomic_write_text(out_dir / "run.json", json.dumps(run, indent=1, default=str))

@@ -34,6 +34,8 @@ TABLE_FILES = (
     ("cv_folds.tsv", "Cross-validation: each fold's held-out metrics (patients per side, AUCs, cut-off)"),
     ("delong_tests.tsv", "Paired DeLong tests of AUC against the reference model (Bonferroni within each table)"),
     ("separability.tsv", "Feature separability: MMD and cosine Dist (paper eq. 9–11; larger = better separated)"),
+    ("selected_features.tsv", "Radiomics features selected by mutual information (SelectKBest, training patients)"),
+    ("radiomics_baseline.tsv", "Radiomics-only baseline: selected features, MI, logistic-regression coefficients"),
 )
 PACKAGES = ("torch", "numpy", "scipy", "scikit-learn", "kymatio", "SimpleITK", "monai", "matplotlib")
 

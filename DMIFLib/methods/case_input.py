@@ -39,6 +39,7 @@ class CaseInput:
     settings: PreprocessSettings | None = None
     backend: PreprocessingBackend | None = None
     _volumes: dict[str, sitk.Image] = field(default_factory=dict, repr=False)
+    _prepared: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_case(cls, case: CohortCase) -> CaseInput:
@@ -71,12 +72,35 @@ class CaseInput:
                 self._volumes[modality] = self.images[modality]
         return self._volumes[modality]
 
-    def region(self, modality: str) -> tuple[sitk.Image, str]:
-        """``(mask, "label" | "box")``: the tumour region as a uint8 {0, 1} mask on the modality's grid; the label
-        image (all non-zero voxels, resampled by nearest neighbour) when there is one, else the box."""
+    def prepared(self, settings: PreprocessSettings, modalities: tuple[str, ...]) -> dict[str, sitk.Image]:
+        """``modalities``' volumes preprocessed as the slices are (registered onto the reference modality's grid,
+        N4, skull strip, z-score; ``self.settings`` or else ``settings``), computed once; a case of a cohort
+        written by ``dmif preprocess`` is already preprocessed and read as it is."""
+        from DMIFLib.preprocessing.pipeline import is_preprocessed, preprocess_volumes
+
+        settings = self.settings or settings
+        key = (repr(settings.to_dict()), tuple(modalities))
+        if key not in self._prepared:
+            images = {m: self.volume(m) for m in modalities}
+            if self.case is not None and is_preprocessed(self.case):
+                self._prepared[key] = images
+            else:
+                mask = self.brain_mask
+                if mask is None and self.case is not None and self.case.brain_mask is not None:
+                    from DMIFLib.preprocessing.io import read_image
+
+                    mask = read_image(self.case.brain_mask, what="brain mask", case=self.patient_id)
+                self._prepared[key] = dict(preprocess_volumes(images, settings, mask, self.backend,
+                                                              self.patient_id).volumes)
+        return self._prepared[key]
+
+    def region(self, modality: str, on: sitk.Image | None = None) -> tuple[sitk.Image, str]:
+        """``(mask, "label" | "box")``: the tumour region as a uint8 {0, 1} mask on the grid of ``on`` (default:
+        the modality's volume as given); the label image (all non-zero voxels, resampled by nearest neighbour in
+        physical space) when there is one, else the box."""
         from DMIFLib.radiomics.cohort import box_mask, case_region
 
-        reference = self.volume(modality)
+        reference = self.volume(modality) if on is None else on
         if self.case is not None:
             return case_region(self.case, reference)
         if isinstance(self.roi, sitk.Image):

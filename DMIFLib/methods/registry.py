@@ -12,6 +12,7 @@ from DMIFLib.methods.base import Method
 # name -> "module:class", imported on first use (heavy dependencies stay out of `dmif --help`)
 METHODS: dict[str, str] = {
     "dmif": "DMIFLib.methods.dmif:DMIFMethod",
+    "radiomics": "DMIFLib.methods.radiomics:RadiomicsFusionMethod",
     "transfer": "DMIFLib.methods.transfer:TransferMethod",
 }
 DEFAULT_METHOD = "dmif"

@@ -26,6 +26,9 @@ from DMIFTrainLib.process import WorkerProcess
 DEVICES = ("auto", "cpu", "cuda")
 PRESETS = ("quick", "paper")
 """Training presets of DMIFLib.training (quick: CPU-sized; paper: the paper's settings)."""
+METHODS = ("dmif", "radiomics", "transfer")
+"""The methods of DMIFLib.methods offered in the module (docs/methods.md); the worker refuses one that this
+DMIFLib does not provide with a one-line error."""
 
 SELF_TEST_OVERRIDES = {
     "net_width": "tiny", "epochs": 1, "slice_size": 32, "max_slices": 4, "mi_scales": [2], "batch_size": 16,
@@ -171,11 +174,14 @@ class TrainLogic:
     # --- the worker --------------------------------------------------------------------------------------
     def workerCommand(self, cohortCsv, outputFolder, preset: str = "quick", device: str = "auto",
                       resume: bool = False, overrides: Mapping | None = None, marker: str | None = None,
-                      cvFolds: int | None = None, cvRepeats: int = 1) -> list[str]:
-        """``PythonSlicer -m DMIFLib.worker train COHORT OUT --preset P --device D [--resume] [--overrides JSON]
-        [--cv K --repeats R]`` (``cvFolds``: a cross-validation run, docs/training.md)."""
+                      cvFolds: int | None = None, cvRepeats: int = 1, method: str = "dmif") -> list[str]:
+        """``PythonSlicer -m DMIFLib.worker train COHORT OUT --preset P --device D [--method M] [--resume]
+        [--overrides JSON] [--cv K --repeats R]`` (``cvFolds``: a cross-validation run, docs/training.md;
+        ``method``: one of :data:`METHODS`)."""
         command = [self.pythonExecutable, "-m", "DMIFLib.worker", "train", str(cohortCsv), str(outputFolder),
                    "--preset", preset, "--device", device]
+        if method != "dmif":
+            command += ["--method", method]
         if resume:
             command.append("--resume")
         if overrides:
