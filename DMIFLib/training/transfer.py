@@ -108,6 +108,8 @@ class TransferSettings:
             raise TrainingError(f"fusion {settings.fusion!r}: choose one of {', '.join(FUSIONS)}")
         if not isinstance(settings.imagenet, bool):
             raise TrainingError(f"imagenet = {settings.imagenet!r}: true or false")
+        if settings.weights is not None and not isinstance(settings.weights, str):
+            raise TrainingError(f"weights = {settings.weights!r}: the path of a weight file or folder is needed")
         for name, least in (("input_size", 32), ("width_divisor", 1)):
             value = getattr(settings, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
