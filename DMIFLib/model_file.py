@@ -103,7 +103,17 @@ def content_problem(content: dict) -> str | None:
         for key, tensor in entry["state_dict"].items():
             if torch.is_tensor(tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
                 return f"the {name} net's weights '{key}' hold NaN/inf values (the training diverged)"
-    return None
+    return _state_problem(content.get("method_state", {}), "method_state")
+
+
+def _state_problem(value: Any, where: str) -> str | None:
+    """The first NaN/inf floating-point tensor inside a method's state (nested dicts / lists), or None."""
+    if torch.is_tensor(value):
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return f"'{where}' holds NaN/inf values (the training diverged)"
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    return next((p for k, v in items if (p := _state_problem(v, f"{where}/{k}"))), None)
 
 
 def save_model(path: str | os.PathLike, model: LoadedModel) -> Path:

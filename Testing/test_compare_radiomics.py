@@ -1,4 +1,5 @@
-"""`dmif compare --radiomics`: the seed-001 radiomics-only baseline as a Table 2 row with DeLong p vs DMIF-Net."""
+"""`dmif compare --radiomics`: seed 001's radiomics-only baseline and DMIF-Net + radiomics as Table 2 rows with
+DeLong p against DMIF-Net."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from DMIFLib.cli import main
 from DMIFLib.evaluation.compare import REFERENCE
-from DMIFLib.evaluation.radiomics_baseline import BASELINE, fit_baseline
+from DMIFLib.evaluation.radiomics_baseline import BASELINE, FUSION, fit_baseline
 from DMIFLib.evaluation.tables import read_tsv
 from DMIFLib.methods.radiomics_features import RadiomicsSettings
 from Testing.test_compare import TINY, _cohort
@@ -35,26 +36,29 @@ def test_baseline_is_fitted_on_the_training_patients_as_plain_arrays():
 
 
 @pytest.mark.slow
-def test_compare_radiomics_row_with_delong_against_dmif_net(tmp_path, capsys):
+def test_compare_radiomics_rows_with_delong_against_dmif_net(tmp_path, capsys):
     cohort = _cohort(tmp_path)
     out = tmp_path / "cmp"
     assert main(["compare", "--cohort", str(cohort), "--out", str(out), "--preset", "quick", "--device", "cpu",
                  "--set", json.dumps({**TINY, "radiomics": FAST_RADIOMICS}), "--n-boot", "20", "--radiomics"]) == 0
     table2 = read_tsv(out / "table2_reference_cnns.tsv")
-    assert list(dict.fromkeys(r["model"] for r in table2)) == [BASELINE, "ResNet34", "DenseNet121", "VGG", REFERENCE]
-    row = next(r for r in table2 if r["model"] == BASELINE and r["level"] == "patient")
-    assert int(row["n"]) == 4 and 0.0 <= float(row["auc"]) <= 1.0
+    assert list(dict.fromkeys(r["model"] for r in table2)) == [BASELINE, FUSION, "ResNet34", "DenseNet121", "VGG",
+                                                               REFERENCE]
     delong = {r["model"]: r for r in read_tsv(out / "delong_tests.tsv") if r["table"] == "reference"}
-    assert BASELINE in delong and delong[BASELINE]["n_comparisons"] == "4"
-    p = float(delong[BASELINE]["p"])
-    assert np.isnan(p) or float(delong[BASELINE]["p_bonferroni"]) == pytest.approx(min(1.0, 4 * p))
-    assert row["delong_p_bonferroni"] == delong[BASELINE]["p_bonferroni"]
+    for name in (BASELINE, FUSION):
+        row = next(r for r in table2 if r["model"] == name and r["level"] == "patient")
+        assert int(row["n"]) == 4 and 0.0 <= float(row["auc"]) <= 1.0
+        assert delong[name]["n_comparisons"] == "5"
+        p = float(delong[name]["p"])
+        assert np.isnan(p) or float(delong[name]["p_bonferroni"]) == pytest.approx(min(1.0, 5 * p))
+        assert row["delong_p_bonferroni"] == delong[name]["p_bonferroni"]
+    assert FUSION in {r["stage"] for r in read_tsv(out / "history.tsv")}
     coefficients = read_tsv(out / "radiomics_baseline.tsv")
     assert len(coefficients) == 4 and coefficients[-1]["feature"] == "(intercept)"
     run = json.loads((out / "run.json").read_text(encoding="utf-8"))
     assert run["radiomics_baseline"]["region"] == "label" and "skipped" not in run["radiomics_baseline"]
     scores = read_tsv(out / "scores_patient.tsv")
-    assert {r["patient_id"] for r in scores} == set(run["split"]["test"]) and BASELINE in scores[0]
+    assert {r["patient_id"] for r in scores} == set(run["split"]["test"]) and FUSION in scores[0]
 
 
 def test_radiomics_settings_without_the_row_are_refused(tmp_path, capsys):

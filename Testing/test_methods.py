@@ -78,3 +78,14 @@ def test_train_module_offers_every_method_and_passes_it_to_the_worker():
     command = logic.workerCommand("c.csv", "out", method="radiomics")
     assert command[command.index("--method") + 1] == "radiomics"
     assert "--method" not in logic.workerCommand("c.csv", "out")  # dmif: the command line as before
+
+
+def test_nan_in_a_method_state_is_refused_on_save_and_load(tmp_path):
+    model = tiny_model()
+    model.method, model.state = "radiomics", {"head": {"state_dict": {"w": torch.tensor([1.0, float("nan")])}}}
+    with pytest.raises(ModelFileError, match=r"not saved: 'method_state/head/state_dict/w' holds NaN"):
+        save_model(tmp_path / "bad.pt", model)
+    raw = torch.load(save_model(tmp_path / "good.pt", tiny_model()), weights_only=True)
+    torch.save({**raw, "method": "radiomics", "format_version": 2, "method_state": model.state}, tmp_path / "nan.pt")
+    with pytest.raises(ModelFileError, match="unusable model: 'method_state/head/state_dict/w' holds NaN"):
+        load_model(tmp_path / "nan.pt")

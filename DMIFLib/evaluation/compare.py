@@ -7,9 +7,10 @@ Models (paper Tables 2–3), all on the same train / validation / test patients:
 - DMIF-Net (multimodal) from the per-modality DMIF-Nets (stage 3) — the reference of every DeLong test;
 - reference CNNs (ResNet34, DenseNet121 from MONAI, a VGG-style net) on the modalities stacked as channels,
   trained like stage 1;
-- with ``with_radiomics`` (``dmif compare --radiomics``): the radiomics-only baseline of seed 001 (logistic
-  regression on MI-selected radiomics features, a patient-level model: its slice rows repeat the patient's
-  probability), in Table 2 beside the reference CNNs;
+- with ``with_radiomics`` (``dmif compare --radiomics``): seed 001's radiomics-only baseline (logistic
+  regression on MI-selected radiomics features) and DMIF-Net + radiomics (method "radiomics"'s fused head on the
+  multimodal DMIF-Net above), in Table 2 beside the reference CNNs; patient-level models, so their slice rows
+  repeat the patient's probability (:mod:`DMIFLib.evaluation.radiomics_baseline`).
 - with ``with_transfer`` (``dmif compare --transfer``): the transfer-learning CNNs of seed 002, single-modality,
   late-fused and channel-fused (:mod:`DMIFLib.evaluation.transfer_rows`), in Table 2.
 
@@ -89,6 +90,7 @@ class ModelOutcome:
     features: np.ndarray
     seconds: float
     history: list[dict] = field(default_factory=list)
+    net: nn.Module | None = field(default=None, repr=False)  # kept for the multimodal DMIF-Net (fusion row)
 
 
 def _evenly(n: int, k: int | None) -> np.ndarray:
@@ -233,7 +235,8 @@ def train_models(config: TrainConfig, train: SliceData, val: SliceData, test: Sl
                         lambda d, m=m: d.images[m])
     if len(modalities) > 1:
         t.seed(REFERENCE)
-        t.run(REFERENCE, "both", MultimodalDMIF(dmif, dmif_dropout), "stage3", lambda d: d.stacked(modalities))
+        fused = t.run(REFERENCE, "both", MultimodalDMIF(dmif, dmif_dropout), "stage3", lambda d: d.stacked(modalities))
+        t.outcomes[-1].net = fused
     for kind, name in REFERENCE_CNNS:
         spec = preset_spec(kind, config.net_width)
         spec["config"] = {**spec["config"], "in_channels": len(modalities)}
@@ -379,9 +382,24 @@ def compare_models(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pr
         from DMIFLib.evaluation.radiomics_baseline import radiomics_outcome
 
         outcome, baseline = radiomics_outcome(cases, settings, modalities, labels, train.groups, test.groups,
-                                              radiomics, config.seed, out_dir / "radiomics_cache", progress, cancel)
+                                              radiomics, config.seed, out_dir / "radiomics_cache", progress, cancel,
+                                              also=val_ids)
         if outcome is not None:
-            outcomes.insert(next(i for i, o in enumerate(outcomes) if o.table == "reference"), outcome)
+            from DMIFLib.evaluation.radiomics_baseline import fusion_outcome
+
+            first = next(i for i, o in enumerate(outcomes) if o.table == "reference")
+            deep = next((o.net for o in outcomes if o.name == REFERENCE and o.net is not None), None)
+            if deep is None:
+                baseline["fusion_skipped"] = "one modality: no multimodal DMIF-Net to take deep features from"
+            else:
+                try:
+                    outcomes.insert(first, fusion_outcome(deep, train, val, test, modalities, labels,
+                                                          baseline["features"], baseline["model"], radiomics,
+                                                          config.seed, resolve_device(device), cancel))
+                except ValueError as error:  # e.g. a validation patient without radiomics features
+                    baseline["fusion_skipped"] = str(error)
+            outcomes.insert(first, outcome)
+            baseline.pop("features")
             baseline_path = write_tsv(out_dir / "radiomics_baseline.tsv", baseline.pop("model").rows(),
                                       ("rank", "feature", "mi", "coefficient", "train_mean", "train_std"))
     transfer_info: dict = {"skipped": "not asked for (dmif compare --transfer)"}

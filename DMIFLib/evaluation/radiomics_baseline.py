@@ -1,10 +1,14 @@
-"""The radiomics-only baseline of ``dmif compare`` (seed 001's radiomics features without the deep branch).
+"""The seed-001 rows of ``dmif compare --radiomics``: the radiomics-only baseline and DMIF-Net + radiomics.
 
 Same features as method "radiomics" (:mod:`DMIFLib.methods.radiomics_features`: per modality, inside the label or
 else the box, on the preprocessed volumes), standardised and selected by mutual information (SelectKBest) on the
 training patients, then an L2 logistic regression (scikit-learn) fitted on the same training patients. The model
 is kept as plain arrays (coefficients, intercept, standardisation), written to ``radiomics_baseline.tsv``. It is a
 patient-level model: each slice of a patient gets the patient's probability (slice-level rows repeat it).
+
+The fusion row (:func:`fusion_outcome`) is method "radiomics"'s fused head on the comparison's own multimodal
+DMIF-Net (its features averaged over each patient's slices) and the same selected features, trained on the
+comparison's training patients (validation patients for the kept epoch); patient-level as well.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 from DMIFLib.methods.radiomics_features import RadiomicsSettings, cohort_features, select_features
 
 BASELINE = "Radiomics (logistic regression)"
+FUSION = "DMIF-Net + radiomics"
 
 
 @dataclass
@@ -70,15 +75,16 @@ def fit_baseline(features: Mapping[str, Mapping[str, float]], labels: Mapping[st
 def radiomics_outcome(cases: Sequence, preprocessing, modalities: Sequence[str], labels: Mapping[str, int],
                       train_groups: np.ndarray, test_groups: np.ndarray, settings: RadiomicsSettings, seed: int,
                       cache_dir: Path, progress: Callable[[dict], None] | None = None,
-                      cancel: threading.Event | None = None):
+                      cancel: threading.Event | None = None, also: Sequence[str] = ()):
     """``(ModelOutcome | None, info)``: the baseline trained on the patients of ``train_groups`` (slice-level
     patient ids) and applied to those of ``test_groups``; None with ``info["skipped"]`` (the reason) when a
-    training or test patient has no features (e.g. the radiomics extra is not installed)."""
+    training or test patient has no features (e.g. the radiomics extra is not installed). ``also``: further
+    patients whose features are computed (``info["features"]``), e.g. the validation patients of the fusion row."""
     from DMIFLib.evaluation.compare import ModelOutcome
 
     train_ids = list(dict.fromkeys(train_groups.tolist()))
     test_ids = list(dict.fromkeys(test_groups.tolist()))
-    wanted = set(train_ids) | set(test_ids)
+    wanted = set(train_ids) | set(test_ids) | set(also)
     params = settings.radiomics_params()
     started = time.perf_counter()
     features, regions, failures = cohort_features([c.only(modalities) for c in cases if c.patient_id in wanted],
@@ -102,5 +108,47 @@ def radiomics_outcome(cases: Sequence, preprocessing, modalities: Sequence[str],
     except ValueError as error:
         return None, {"skipped": str(error)}
     outcome = ModelOutcome(BASELINE, "reference", p_test, p_train, test_features, time.perf_counter() - started)
-    return outcome, {"model": model, "region": "+".join(sorted(set(regions.values()))),
+    return outcome, {"model": model, "features": features, "region": "+".join(sorted(set(regions.values()))),
                      "params": params.to_dict(), "settings": settings.to_dict()}
+
+
+def fusion_outcome(net, train, val, test, modalities: Sequence[str], labels: Mapping[str, int],
+                   features: Mapping[str, Mapping[str, float]], model: LogisticModel, settings: RadiomicsSettings,
+                   seed: int, device, cancel: threading.Event | None = None):
+    """The DMIF-Net + radiomics row: ``net`` is the comparison's trained multimodal DMIF-Net; ``train`` / ``val``
+    / ``test`` its ``SliceData``; ``features`` / ``model`` the baseline's radiomics and selection."""
+    import torch
+
+    from DMIFLib.evaluation.compare import ModelOutcome
+    from DMIFLib.methods.radiomics import fused_probabilities, train_head
+
+    started = time.perf_counter()
+    net = net.to(device).eval()
+
+    def patient_deep(data) -> dict[str, np.ndarray]:
+        if not len(data.y):
+            return {}
+        x = data.stacked(modalities)
+        with torch.no_grad():
+            f = torch.cat([net.features(x[i:i + 64].to(device)).float().cpu() for i in range(0, len(x), 64)])
+        f = f.numpy().astype(np.float64)
+        return {pid: f[data.groups == pid] for pid in dict.fromkeys(data.groups.tolist())}
+
+    deep = {**patient_deep(train), **patient_deep(val), **patient_deep(test)}
+    fit_ids = list(dict.fromkeys(train.groups.tolist()))
+    val_ids = list(dict.fromkeys(val.groups.tolist()))
+    rows = fit_ids + val_ids
+    means = np.stack([deep[p].mean(axis=0) for p in rows])
+    deep_mean, deep_std = means[: len(fit_ids)].mean(axis=0), means[: len(fit_ids)].std(axis=0)
+    deep_std[deep_std == 0] = 1.0
+    radiomics = {p: model.standardise(features[p], p) for p in deep}
+    head, history = train_head((means - deep_mean) / deep_std, np.stack([radiomics[p] for p in rows]),
+                               np.array([labels[p] for p in rows], dtype=np.float64), np.arange(len(fit_ids)),
+                               np.arange(len(fit_ids), len(rows)), settings, seed, cancel)
+    state = {"deep_mean": torch.from_numpy(deep_mean), "deep_std": torch.from_numpy(deep_std)}
+    patient = {p: fused_probabilities(head, state, deep[p], radiomics[p])[0] for p in deep}
+    test_features = np.concatenate([np.hstack([deep[p], np.repeat(radiomics[p][None], len(deep[p]), axis=0)])
+                                    for p in dict.fromkeys(test.groups.tolist())])
+    return ModelOutcome(FUSION, "reference", np.array([patient[g] for g in test.groups]),
+                        np.array([patient[g] for g in train.groups]), test_features, time.perf_counter() - started,
+                        [{**h, "stage": FUSION} for h in history])

@@ -20,6 +20,7 @@ on each slice's deep features (the radiomics are per patient). Outputs beside DM
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import threading
@@ -167,6 +168,9 @@ class RadiomicsFusionMethod(Method):
             raise TrainingError(f"--overrides radiomics: {error}") from None
         if (out / MODEL_NAME).is_file():
             raise TrainingError(f"{out}: already holds a training run ({MODEL_NAME}); choose another output folder")
+        if importlib.util.find_spec("mirp") is None:  # say so before the DMIF-Net training, not after it
+            raise TrainingError("method radiomics needs the radiomics extra, which is not installed: "
+                                "pip install mirp==2.5.0 PyWavelets==1.9.0 (docs/radiomics.md)")
 
         def deep_progress(event: dict) -> None:
             if progress is not None:
@@ -309,6 +313,8 @@ class RadiomicsFusionMethod(Method):
         radiomics = selection.transform(features, case.patient_id or "case")
         head = _head_from_state(state, model.device)
         p_fused, p_slices = fused_probabilities(head, state, slice_deep_features(model, stack), radiomics)
+        if not (np.isfinite(p_fused) and np.isfinite(p_slices).all()):
+            raise ValueError(f"{case.patient_id or 'case'}: the fused head gives NaN/inf probabilities")
         prediction.p_fused, prediction.slice_probabilities["fused"] = p_fused, p_slices
         prediction.prediction = int(p_fused >= model.cutoff)
         return prediction

@@ -13,6 +13,7 @@ import json
 import math
 import re
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -92,7 +93,9 @@ def case_features(case: CaseInput, params: RadiomicsParams, modalities: Sequence
     features, region = {}, "box"
     for modality in (modalities if features_of is None else features_of):
         mask, region = case.region(modality, on=volumes[modality])
-        values = extract_features(volumes[modality], mask, params, name=f"case {case.patient_id} ({modality})")
+        with warnings.catch_warnings():  # ITK's SWIG modules warn on every lazy import under Python >= 3.12
+            warnings.filterwarnings("ignore", "builtin type .* has no __module__ attribute", DeprecationWarning)
+            values = extract_features(volumes[modality], mask, params, name=f"case {case.patient_id} ({modality})")
         features.update({f"{modality}_{name}": float(value) for name, value in values.items()})
     return features, region
 
