@@ -49,7 +49,8 @@ def test_transfer_rows_need_the_imagenet_file_or_imagenet_off(tmp_path, capsys, 
     assert main(["compare", "--cohort", str(cohort), "--out", str(tmp_path / "o"), "--transfer", "--set",
                  json.dumps({**TINY, "transfer": {"archs": ["vgg11"], "weights": str(tmp_path / "none")}})]) == 2
     err = capsys.readouterr().err
-    assert "ImageNet weights for vgg11 not found: put vgg11-8a719046.pth" in err and "Traceback" not in err
+    assert "ImageNet weights for vgg11: " in err and "none not found (give torchvision's file vgg11-8a719046.pth" in err
+    assert "Traceback" not in err
     assert main(["compare", "--cohort", str(cohort), "--out", str(tmp_path / "o"),
                  "--set", json.dumps({"transfer": FAST_TRANSFER})]) == 2
     assert "dmif compare --transfer" in capsys.readouterr().err

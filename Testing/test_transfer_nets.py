@@ -130,8 +130,11 @@ def test_imagenet_weights_load_from_a_folder_the_env_or_the_hub_cache(tmp_path, 
 
 def test_missing_or_wrong_weights_are_named(tmp_path, monkeypatch):
     monkeypatch.delenv(WEIGHTS_DIR_ENV, raising=False)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(WeightsNotFoundError, match=r"vgg16 not found: put vgg16-397923af\.pth .* into .*empty"):
         find_imagenet_weights("vgg16", tmp_path / "empty")
+    with pytest.raises(WeightsNotFoundError, match=r"vgg16: .*nope\.pth not found \(give torchvision's file vgg16-"):
+        find_imagenet_weights("vgg16", tmp_path / "nope.pth")
     path, _, _ = torchvision_style_file(tmp_path, "resnet18")
     wrong = tmp_path / "resnet50.pth"
     path.rename(wrong)

@@ -57,8 +57,8 @@ _VGG_LAYOUTS: dict[str, tuple[int | str, ...]] = {
 _RESNET_BLOCKS = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet34": ("basic", (3, 4, 6, 3)),
                   "resnet50": ("bottleneck", (3, 4, 6, 3))}
 # GoogLeNet's inception modules: (name, 1×1, 3×3 reduce, 3×3, "5×5" reduce, "5×5" (3×3 in torchvision), pool proj);
-# "pool3"/"pool4" mark torchvision's maxpool3 (3×3, stride 2) and maxpool4 (2×2, stride 2).
-_INCEPTIONS: tuple[tuple[str, ...] | tuple[Any, ...], ...] = (
+# ("maxpool3",) and ("maxpool4",) are torchvision's max pools between them (3×3 stride 2, 2×2 stride 2).
+_INCEPTIONS: tuple[tuple[Any, ...], ...] = (
     ("inception3a", 64, 96, 128, 16, 32, 32), ("inception3b", 128, 128, 192, 32, 96, 64), ("maxpool3",),
     ("inception4a", 192, 96, 208, 16, 48, 64), ("inception4b", 160, 112, 224, 24, 64, 64),
     ("inception4c", 128, 128, 256, 24, 64, 64), ("inception4d", 112, 144, 288, 32, 64, 64),
@@ -384,6 +384,9 @@ def find_imagenet_weights(arch: str, weights: str | os.PathLike | None = None) -
     names = IMAGENET_FILES[arch]
     if weights is not None and Path(weights).is_file():
         return Path(weights)
+    if weights is not None and not Path(weights).is_dir():
+        raise WeightsNotFoundError(f"ImageNet weights for {arch}: {weights} not found (give torchvision's file "
+                                   f"{names[0]}, {WEIGHTS_URL}{names[0]}, or a folder holding it)")
     folders = ([Path(weights)] if weights is not None else
                [Path(p) for p in [os.environ.get(WEIGHTS_DIR_ENV)] if p]
                + [Path(torch.hub.get_dir()) / "checkpoints"])
@@ -414,12 +417,14 @@ def load_imagenet(net: TransferNet, weights: str | os.PathLike | None = None) ->
         raise ValueError(f"{path}: not a readable weight file ({type(error).__name__})") from None
     if not isinstance(state, dict):
         raise ValueError(f"{path}: not a state dict")
-    head = {f"{k}" for k, _ in net.body.head().named_parameters(prefix=_head_prefix(net))}
+    head = {k for k, _ in net.body.head().named_parameters(prefix=_head_prefix(net))}
     state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2.")) and k not in head}
     conv_key = f"{_first_conv_name(net.body)}.weight"
     if conv_key not in state:
         raise ValueError(f"{path}: no {conv_key} entry: not torchvision's {config.arch} weights")
     if config.arch == "googlenet":
+        if "conv1.bn.running_mean" not in state:
+            raise ValueError(f"{path}: no conv1.bn.running_mean entry: not torchvision's googlenet weights")
         _fold_googlenet_transform(state)
     state[conv_key] = adapt_first_conv(state[conv_key], config.in_channels)
     try:
