@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
-HELP = ("train DMIF-Net ablations and reference CNNs (--radiomics: and a radiomics baseline) on one patient split; "
-        "Table 2/3 TSVs with DeLong p-values")
+HELP = ("train DMIF-Net ablations and reference CNNs (--radiomics: and seed 001's radiomics rows) on one patient "
+        "split; Table 2/3 TSVs with DeLong p-values")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier run in --out (refused otherwise); its other outputs are removed")
     parser.add_argument("--radiomics", action="store_true",
-                        help="add the radiomics-only baseline row of seed 001 (needs the radiomics extra; its "
-                             "settings: --set '{\"radiomics\": {...}}', docs/methods.md)")
+                        help="add seed 001's rows: radiomics-only baseline and DMIF-Net + radiomics (needs the "
+                             "radiomics extra; settings: --set '{\"radiomics\": {...}}', docs/methods.md)")
     parser.add_argument("--transfer", action="store_true",
                         help="add the transfer-learning CNN rows of seed 002 (ImageNet weights from a local file; "
                              "settings: --set '{\"transfer\": {...}}', docs/methods.md)")
@@ -70,9 +70,11 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{row['model']:<26} patient AUC {float(row['auc']):.4f} acc {float(row['accuracy']):.4f} "
                       f"DeLong p (Bonferroni) {row['delong_p_bonferroni'] or '-'}")
     run_info = json.loads(paths["run"].read_text(encoding="utf-8"))
-    skipped = run_info["radiomics_baseline"].get("skipped")
-    if skipped and args.radiomics:
-        print(f"dmif compare: no radiomics baseline row: {skipped}", file=sys.stderr)
+    about = run_info["radiomics_baseline"]
+    if args.radiomics and about.get("skipped"):
+        print(f"dmif compare: no radiomics rows: {about['skipped']}", file=sys.stderr)
+    elif args.radiomics and about.get("fusion_skipped"):
+        print(f"dmif compare: no DMIF-Net + radiomics row: {about['fusion_skipped']}", file=sys.stderr)
     for note in run_info["transfer"]["skipped"] if args.transfer else ():
         print(f"dmif compare: no transfer row {note}", file=sys.stderr)
     for name, path in paths.items():

@@ -329,9 +329,10 @@ def compare_models(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pr
                    with_transfer: bool = False) -> dict[str, Path]:
     """Load the cohort's slices, split by patient, train every model and write the tables (module docstring).
 
-    ``with_radiomics`` adds the radiomics-only baseline (:mod:`DMIFLib.evaluation.radiomics_baseline`; settings
-    from ``overrides["radiomics"]``, as for ``dmif train --method radiomics``); when its features cannot be computed
-    (e.g. the radiomics extra is not installed) the row is left out and ``run.json`` says why.
+    ``with_radiomics`` adds the radiomics-only baseline and DMIF-Net + radiomics
+    (:mod:`DMIFLib.evaluation.radiomics_baseline`; settings from ``overrides["radiomics"]``, as for ``dmif train
+    --method radiomics``); when they cannot be computed (e.g. the radiomics extra is not installed) the rows are
+    left out and ``run.json`` says why.
 
     ``preset``: "quick" or "paper" (training presets of :mod:`DMIFLib.training.presets`); ``overrides``: their
     field overrides. Needs labels for every patient; T1C and T2W when both are present for all patients.
