@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--radiomics", action="store_true",
                         help="add seed 001's rows: radiomics-only baseline and DMIF-Net + radiomics (needs the "
                              "radiomics extra; settings: --set '{\"radiomics\": {...}}', docs/methods.md)")
+    parser.add_argument("--transfer", action="store_true",
+                        help="add the transfer-learning CNN rows of seed 002 (ImageNet weights from a local file; "
+                             "settings: --set '{\"transfer\": {...}}', docs/methods.md)")
     parser.add_argument("--n-boot", type=int, default=None, help="bootstrap replicates (default 200 quick, 1000 paper)")
 
 
@@ -50,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
         with run_folder(args.out, "compare", overwrite=args.overwrite, protect=(args.cohort,)):
             paths = compare_models(args.cohort, args.out, preset=args.preset, device=args.device,
                                    overrides=overrides, n_boot=args.n_boot, progress=progress,
-                                   overwrite=args.overwrite, with_radiomics=args.radiomics)
+                                   overwrite=args.overwrite, with_radiomics=args.radiomics,
+                                   with_transfer=args.transfer)
     except json.JSONDecodeError as error:
         print(f"dmif compare: --set is not valid JSON: {error}", file=sys.stderr)
         return 2
@@ -65,11 +69,14 @@ def run(args: argparse.Namespace) -> int:
             if row["level"] == "patient":
                 print(f"{row['model']:<26} patient AUC {float(row['auc']):.4f} acc {float(row['accuracy']):.4f} "
                       f"DeLong p (Bonferroni) {row['delong_p_bonferroni'] or '-'}")
-    about = json.loads(paths["run"].read_text(encoding="utf-8"))["radiomics_baseline"]
+    run_info = json.loads(paths["run"].read_text(encoding="utf-8"))
+    about = run_info["radiomics_baseline"]
     if args.radiomics and about.get("skipped"):
         print(f"dmif compare: no radiomics rows: {about['skipped']}", file=sys.stderr)
     elif args.radiomics and about.get("fusion_skipped"):
         print(f"dmif compare: no DMIF-Net + radiomics row: {about['fusion_skipped']}", file=sys.stderr)
+    for note in run_info["transfer"]["skipped"] if args.transfer else ():
+        print(f"dmif compare: no transfer row {note}", file=sys.stderr)
     for name, path in paths.items():
         print(f"wrote {name}: {path}")
     return 0

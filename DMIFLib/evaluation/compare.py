@@ -11,6 +11,8 @@ Models (paper Tables 2–3), all on the same train / validation / test patients:
   regression on MI-selected radiomics features) and DMIF-Net + radiomics (method "radiomics"'s fused head on the
   multimodal DMIF-Net above), in Table 2 beside the reference CNNs; patient-level models, so their slice rows
   repeat the patient's probability (:mod:`DMIFLib.evaluation.radiomics_baseline`).
+- with ``with_transfer`` (``dmif compare --transfer``): the transfer-learning CNNs of seed 002, single-modality,
+  late-fused and channel-fused (:mod:`DMIFLib.evaluation.transfer_rows`), in Table 2.
 
 Each model's cut-off is Youden's on its own training-patient predictions (patient level: mean slice probability
 per patient; slice level: every slice) and is then applied unchanged to the test patients. Outputs in ``out``:
@@ -323,7 +325,8 @@ def write_comparison(outcomes: Sequence[ModelOutcome], train: SliceData, test: S
 def compare_models(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, preset: str = "quick",
                    device: str = "auto", overrides: dict | None = None, n_boot: int | None = None,
                    progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
-                   overwrite: bool = False, with_radiomics: bool = False) -> dict[str, Path]:
+                   overwrite: bool = False, with_radiomics: bool = False,
+                   with_transfer: bool = False) -> dict[str, Path]:
     """Load the cohort's slices, split by patient, train every model and write the tables (module docstring).
 
     ``with_radiomics`` adds the radiomics-only baseline and DMIF-Net + radiomics
@@ -346,7 +349,15 @@ def compare_models(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pr
     if radiomics_overrides is not None and not with_radiomics:
         raise ValueError("radiomics settings were given but the radiomics baseline is off (dmif compare --radiomics)")
     radiomics = RadiomicsSettings.from_dict(radiomics_overrides) if with_radiomics else None
+    transfer_overrides = overrides.pop("transfer", None)
+    if transfer_overrides is not None and not with_transfer:
+        raise ValueError("transfer settings were given but the transfer CNN rows are off (dmif compare --transfer)")
     config = make_config(preset, overrides)
+    transfer = None
+    if with_transfer:
+        from DMIFLib.evaluation.transfer_rows import CompareTransferSettings
+
+        transfer = CompareTransferSettings.from_dict(transfer_overrides, config.slice_size)
     resolve_device(device)  # an unusable --device fails before the slices are loaded
     out_dir = Path(out_dir)
     if (out_dir / "run.json").exists() and not overwrite:
@@ -392,6 +403,13 @@ def compare_models(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pr
             baseline.pop("features")
             baseline_path = write_tsv(out_dir / "radiomics_baseline.tsv", baseline.pop("model").rows(),
                                       ("rank", "feature", "mi", "coefficient", "train_mean", "train_std"))
+    transfer_info: dict = {"skipped": "not asked for (dmif compare --transfer)"}
+    if transfer is not None:
+        from DMIFLib.evaluation.transfer_rows import transfer_outcomes
+
+        rows, transfer_info = transfer_outcomes(transfer, config, train, val, test, modalities,
+                                                resolve_device(device), progress, cancel, len(outcomes) + 1)
+        outcomes += rows
     paths = write_comparison(outcomes, train, test, labels, out_dir,
                              n_boot=n_boot if n_boot is not None else (1000 if preset == "paper" else 200),
                              seed=config.seed)
@@ -402,6 +420,7 @@ def compare_models(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pr
            "split": {"train": fit_ids, "validation": val_ids, "test": test_ids},
            "slices": {"train": len(train.y), "validation": len(val.y), "test": len(test.y)},
            "seconds_per_model": {o.name: round(o.seconds, 2) for o in outcomes}, "radiomics_baseline": baseline,
+           "transfer": transfer_info,
            "seconds_total": round(time.perf_counter() - started, 2),
            "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     atomic_write_text(out_dir / "run.json", json.dumps(run, indent=1, default=str))

@@ -13,6 +13,7 @@ from DMIFLib.methods.base import Method
 METHODS: dict[str, str] = {
     "dmif": "DMIFLib.methods.dmif:DMIFMethod",
     "radiomics": "DMIFLib.methods.radiomics:RadiomicsFusionMethod",
+    "transfer": "DMIFLib.methods.transfer:TransferMethod",
 }
 DEFAULT_METHOD = "dmif"
 

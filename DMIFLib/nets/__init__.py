@@ -37,11 +37,15 @@ def build_net(spec: dict[str, Any]) -> nn.Module:
         from DMIFLib.nets.ensemble import NetEnsemble
 
         return NetEnsemble([build_net(member) for member in config["members"]])
+    if kind == "transfer":
+        from DMIFLib.nets.transfer import TransferConfig, TransferNet
+
+        return TransferNet(TransferConfig.from_dict(config))
     if kind in ("resnet34", "densenet121", "vgg"):
         from DMIFLib.nets.reference import build_reference
 
         return build_reference(kind, config)
-    raise ValueError(f"unknown net kind {kind!r}; choose one of {KINDS}")
+    raise ValueError(f"unknown net kind {kind!r}; choose one of {(*KINDS, 'transfer')}")
 
 
 __all__ = [

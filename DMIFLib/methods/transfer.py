@@ -1,0 +1,43 @@
+"""Method "transfer": transfer-learning CNNs (seed 002, Zhang et al. 2024) fine-tuned per modality and fused late
+(averaged probabilities, logistic regression, SVM) or as input channels (:mod:`DMIFLib.training.transfer`)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from DMIFLib.methods.base import Method
+from DMIFLib.methods.case_input import CaseInput
+
+
+class TransferMethod(Method):
+    """AlexNet, GoogLeNet, ResNet or VGG per modality (ImageNet weights from a local file) + late or channel
+    fusion; ``p_fused`` = mean fused slice probability (docs/methods.md)."""
+
+    name = "transfer"
+    title = "transfer-learning CNNs"
+    seed = "002"
+
+    def train(self, cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, preset: str = "quick",
+              device: str = "auto", resume: bool = False, progress: Callable[[dict], None] | None = None,
+              cancel: threading.Event | None = None, overrides: dict[str, Any] | None = None):
+        from DMIFLib.training.transfer import train_transfer
+
+        return train_transfer(cohort_csv, out_dir, preset=preset, device=device, resume=resume, progress=progress,
+                              cancel=cancel, overrides=overrides)
+
+    def load(self, content: dict, path: Path | None, device: torch.device):
+        from DMIFLib.model_file import model_from_content
+        from DMIFLib.training.transfer import transfer_nets
+
+        return model_from_content(content, transfer_nets(content, device), path, device, content["method_state"])
+
+    def predict(self, model, case: CaseInput):
+        from DMIFLib.training.transfer import predict_transfer_stack
+
+        return predict_transfer_stack(model, case.slices(model.settings, model.modalities))
