@@ -84,9 +84,12 @@ def continue_command(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from DMIFLib.run_folder import OutputFolderError, run_folder
-    from DMIFLib.training import RunCancelledError, train_cohort
+    from DMIFLib.training import RunCancelledError, distributed, train_cohort
     from DMIFLib.training.errors import user_errors
 
+    if args.cv is not None and distributed.launched():
+        print("dmif train: error: --cv runs in one process; start it without torchrun", file=sys.stderr)
+        return 2
     if args.resume and args.overwrite:
         print("dmif train: error: --resume continues the run in --out and --overwrite replaces it; give one",
               file=sys.stderr)
@@ -97,16 +100,21 @@ def run(args: argparse.Namespace) -> int:
         print("dmif train: error: --repeats needs --cv K", file=sys.stderr)
         return 2
     try:
-        with run_folder(args.out, "train", overwrite=args.overwrite, resume=args.resume, protect=(args.cohort,),
-                        resume_hint="--resume"):
-            result = train_cohort(args.cohort, args.out, preset=args.preset, device=args.device,
-                                  resume=args.resume, progress=print_progress, overrides=overrides_from_args(args))
+        # under torchrun (docs/training.md): one process per GPU; rank 0 holds the folder and writes the outputs
+        with distributed.session(args.device) as device, distributed.on_main(lambda: run_folder(
+                args.out, "train", overwrite=args.overwrite, resume=args.resume, protect=(args.cohort,),
+                resume_hint="--resume"), OutputFolderError):
+            result = train_cohort(args.cohort, args.out, preset=args.preset, device=device, resume=args.resume,
+                                  progress=print_progress if distributed.is_main() else None,
+                                  overrides=overrides_from_args(args))
     except (OutputFolderError, *user_errors()) as error:
         print(f"dmif train: error: {error}", file=sys.stderr)
         return 2
     except (RunCancelledError, KeyboardInterrupt) as error:
         print(f"dmif train: {str(error) or 'interrupted'}; to continue run: {continue_command(args)}", file=sys.stderr)
         return 130
+    if not result.metrics:  # a torchrun process other than rank 0
+        return 0
     print(f"\nheld-out test patients ({result.metrics_path}):")
     for row in result.metrics:
         print(f"  {row['level']:<8} {row['model']:<6} n={row['n']:<5} AUC={row['auc']:.4f} acc={row['accuracy']:.4f} "
