@@ -195,6 +195,22 @@ def _call(net: nn.Module, forward: Callable | None, x):
     return net(*x) if isinstance(x, tuple) else net(x)
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over the processes, differentiable: the gradient of a sum is the sum of the gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 class _GlobalBatchNorm(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics are those of the whole batch across the processes (gloo on the CPU,
     where torch's SyncBatchNorm does not run): the per-channel sums are all-reduced, differentiably. Same
@@ -203,12 +219,10 @@ class _GlobalBatchNorm(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         c, dims = x.shape[1], [0, *range(2, x.dim())]
         xd = x.double()
         local = torch.cat([xd.sum(dims), (xd * xd).sum(dims), xd.new_tensor([x.numel() / c])])
-        stats = all_reduce(local)
+        stats = _AllReduceSum.apply(local)
         count = stats[-1]
         mean = stats[:c] / count
         var = (stats[c:2 * c] / count - mean * mean).clamp_min(0)
