@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run folder (model.pt, history.tsv, metrics.tsv, ...)")
     parser.add_argument("--preset", default="quick", choices=("quick", "paper"),
                         help="quick: small nets, few epochs (CPU demo); paper: Algorithm 1 as published")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier run in --out (refused otherwise); its other outputs are removed")
