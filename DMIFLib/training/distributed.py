@@ -189,12 +189,6 @@ class _Forward(nn.Module):
         return self._forward(x)
 
 
-def _call(net: nn.Module, forward: Callable | None, x):
-    if forward is not None:
-        return forward(x)
-    return net(*x) if isinstance(x, tuple) else net(x)
-
-
 class _AllReduceSum(torch.autograd.Function):
     """Sum over the processes, differentiable: the gradient of a sum is the sum of the gradients."""
 
@@ -250,13 +244,14 @@ def _synchronise_batchnorm(net: nn.Module) -> None:
             module.__class__ = _GlobalBatchNorm
 
 
-def training_forward(net: nn.Module, forward: Callable | None) -> Callable:
-    """The training step's ``x -> logits``: ``net`` (or ``forward``) itself, or DistributedDataParallel around it
-    under torchrun (its parameters are copied from rank 0, its gradients averaged over the processes and its
-    BatchNorm layers normalise over the whole batch, so a step equals the single-process step on that batch).
-    ``static_graph``: DMIF-Net does not use its branches' own classifier heads, DDP learns that once."""
+def wrap(net: nn.Module, forward: Callable | None) -> nn.Module | None:
+    """DistributedDataParallel around ``net`` (or around ``forward``, e.g. ``MINet.forward_from_scattering``) under
+    torchrun; None in a single-process run. Its parameters are copied from rank 0, its gradients averaged over
+    the processes, and ``net``'s BatchNorm layers normalise over the whole batch, so that a step equals the
+    single-process step on that batch. ``static_graph``: DMIF-Net does not use its branches' own classifier heads,
+    DDP learns that once."""
     if _current is None:
-        return lambda x: _call(net, forward, x)
+        return None
     from torch.nn.parallel import DistributedDataParallel
 
     _synchronise_batchnorm(net)

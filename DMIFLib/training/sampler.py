@@ -18,8 +18,8 @@ class StageSampler(Sampler):
     Every epoch (:meth:`set_epoch` with the epoch's seed, ``stage.epoch_seed(seed, stage, epoch)``) permutes the N
     slices with a generator seeded with it (the single-process order) and cuts the permutation into global batches
     of ``batch_size``; process ``rank`` gets positions rank, rank + W, ... of each batch. Together the processes
-    see exactly the single-process batches, and DistributedDataParallel averages their gradients, so W processes
-    take the single-process steps (BatchNorm normalises each process's part of the batch). A global batch with
+    see exactly the single-process batches, and DistributedDataParallel averages their gradients (BatchNorm
+    normalising over the whole batch), so W processes take the single-process steps. A global batch with
     fewer than 2 slices per process is skipped (BatchNorm cannot train on one sample), unless the whole set is
     one slice. Like torch's DistributedSampler, but the order does not depend on W, so that a run resumes on
     another number of processes.

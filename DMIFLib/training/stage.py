@@ -24,7 +24,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from DMIFLib.training import distributed
-from DMIFLib.training.batches import training_batches
+from DMIFLib.training.batches import to_device, training_batches
 from DMIFLib.training.device import autocast_dtype, loader_workers, resolve_device
 from DMIFLib.training.errors import RunCancelledError
 from DMIFLib.training.sampler import StageSampler
@@ -64,13 +64,6 @@ def epoch_seed(seed: int, stage: str, epoch: int) -> int:
     return zlib.crc32(f"{seed}/{stage}/{epoch}".encode())
 
 
-def _to_device(x: Inputs, device: torch.device) -> Inputs:
-    """A tensor or tuple of tensors moved to ``device``."""
-    if isinstance(x, tuple):
-        return tuple(t.to(device, non_blocking=True) for t in x)
-    return x.to(device, non_blocking=True)
-
-
 def _call(net: nn.Module, forward: Callable | None, x: Inputs) -> torch.Tensor:
     if forward is not None:
         return forward(x)
@@ -90,7 +83,7 @@ def predict_logits(net: nn.Module, data: SliceSet | Inputs, batch_size: int = 64
     for start in range(0, len(data), batch_size):
         index = torch.arange(start, min(start + batch_size, len(data)))
         with torch.autocast(device_type=device.type, dtype=amp or torch.float16, enabled=amp is not None):
-            out.append(_call(net, forward, _to_device(data.take(index), device)).float().cpu())
+            out.append(_call(net, forward, to_device(data.take(index), device)).float().cpu())
     return torch.cat(out) if out else torch.zeros(0)
 
 
@@ -138,7 +131,7 @@ def fit(net: nn.Module, train: SliceSet, val: SliceSet | None, *, lr: float, epo
     optimizer = torch.optim.Adam(net.parameters(), lr=lr, betas=ADAM_BETAS)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", patience=patience)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
-    model = distributed.training_forward(net, forward)
+    ddp = distributed.wrap(net, forward)  # DistributedDataParallel under torchrun, else None
     rank, world_size = distributed.rank_and_size()
     sampler = StageSampler(len(train), batch_size, rank, world_size)
     workers = loader_workers(device, distributed.processes_per_node())
@@ -172,7 +165,7 @@ def fit(net: nn.Module, train: SliceSet, val: SliceSet | None, *, lr: float, epo
                 raise RunCancelledError(f"{stage}: cancelled in epoch {epoch + 1}/{epochs}")
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type=device.type, dtype=amp or torch.float16, enabled=amp is not None):
-                logits = model(x)
+                logits = _call(net, forward, x) if ddp is None else _call(ddp, None, x)
             loss = loss_fn(logits.float(), y)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
