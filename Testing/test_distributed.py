@@ -37,13 +37,13 @@ def read_tsv(path: Path) -> list[dict]:
         return list(csv.DictReader(handle, delimiter="\t"))
 
 
-def torchrun(cohort: Path, out: Path, processes: int, *extra: str) -> subprocess.Popen:
+def torchrun(cohort: Path, out: Path, processes: int, *extra: str, device: str = "cpu") -> subprocess.Popen:
     """``nice -n 10 python -m torch.distributed.run --nproc-per-node N -m DMIFLib train ...`` (one thread each)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
     command = ["nice", "-n", "10", sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes),
                "--standalone", "-m", "DMIFLib", "train", "--cohort", str(cohort), "--out", str(out),
-               "--device", "cpu", "--overrides", json.dumps(OVERRIDES), *extra]
+               "--device", device, "--overrides", json.dumps(OVERRIDES), *extra]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
 
@@ -156,3 +156,18 @@ def test_cross_validation_is_refused_under_torchrun(monkeypatch, tmp_path, capsy
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert main(["train", "--cohort", str(tmp_path / "c.csv"), "--out", str(tmp_path / "o"), "--cv", "3"]) == 2
     assert "--cv runs in one process" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_two_gpus_train_with_nccl(runs, tmp_path):
+    """NCCL, SyncBatchNorm and bfloat16/float16 autocast: the run completes with rank 0's outputs (autocast makes
+    the figures differ from the float32 CPU run, so only the outputs are compared)."""
+    cohort, one, _, _ = runs
+    job = torchrun(cohort, tmp_path / "gpus", 2, device="cuda")
+    output, _ = job.communicate(timeout=600)
+    assert job.returncode == 0, output
+    run = json.loads((tmp_path / "gpus" / "run.json").read_text(encoding="utf-8"))
+    assert (run["world_size"], run["backend"], run["device"]) == (2, "nccl", "cuda:0")
+    assert load_model(tmp_path / "gpus" / "model.pt").modalities == ("t1c", "t2w")
+    assert len(read_tsv(tmp_path / "gpus" / "history.tsv")) == len(read_tsv(one / "history.tsv"))

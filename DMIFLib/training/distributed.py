@@ -179,7 +179,8 @@ def _broadcast(value: Any) -> Any:
 
 
 class _Forward(nn.Module):
-    """``net`` called through ``forward`` (e.g. ``MINet.forward_from_scattering``) as a module that DDP wraps."""
+    """``forward(x)``, a function of ``net``'s parameters (e.g. ``MINet.forward_from_scattering``), as a module
+    that DDP wraps; ``x`` may be a tuple of tensors and is passed on as it is."""
 
     def __init__(self, net: nn.Module, forward: Callable) -> None:
         super().__init__()
@@ -244,20 +245,19 @@ def _synchronise_batchnorm(net: nn.Module) -> None:
             module.__class__ = _GlobalBatchNorm
 
 
-def wrap(net: nn.Module, forward: Callable | None) -> nn.Module | None:
-    """DistributedDataParallel around ``net`` (or around ``forward``, e.g. ``MINet.forward_from_scattering``) under
-    torchrun; None in a single-process run. Its parameters are copied from rank 0, its gradients averaged over
-    the processes, and ``net``'s BatchNorm layers normalise over the whole batch, so that a step equals the
-    single-process step on that batch. ``static_graph``: DMIF-Net does not use its branches' own classifier heads,
-    DDP learns that once."""
+def wrap(net: nn.Module, step: Callable) -> Callable:
+    """The training forward ``step(x) -> logits`` (``net``'s forward, or e.g. ``MINet.forward_from_scattering``)
+    as it runs in this process: ``step`` itself in a single-process run, DistributedDataParallel around it under
+    torchrun. DDP copies ``net``'s parameters from rank 0 and averages their gradients over the processes, and
+    ``net``'s BatchNorm layers normalise over the whole batch, so that a step equals the single-process step on
+    that batch. ``static_graph``: DMIF-Net does not use its branches' own classifier heads, DDP learns that once."""
     if _current is None:
-        return None
+        return step
     from torch.nn.parallel import DistributedDataParallel
 
     _synchronise_batchnorm(net)
-    module = net if forward is None else _Forward(net, forward)
     ids = [_current.device.index] if _current.device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=ids, static_graph=True)
+    return DistributedDataParallel(_Forward(net, step), device_ids=ids, static_graph=True)
 
 
 def all_sum(*values: float) -> tuple[float, ...]:

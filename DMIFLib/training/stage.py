@@ -131,7 +131,7 @@ def fit(net: nn.Module, train: SliceSet, val: SliceSet | None, *, lr: float, epo
     optimizer = torch.optim.Adam(net.parameters(), lr=lr, betas=ADAM_BETAS)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", patience=patience)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
-    ddp = distributed.wrap(net, forward)  # DistributedDataParallel under torchrun, else None
+    step = distributed.wrap(net, lambda x: _call(net, forward, x))  # DistributedDataParallel under torchrun
     rank, world_size = distributed.rank_and_size()
     sampler = StageSampler(len(train), batch_size, rank, world_size)
     workers = loader_workers(device, distributed.processes_per_node())
@@ -165,7 +165,7 @@ def fit(net: nn.Module, train: SliceSet, val: SliceSet | None, *, lr: float, epo
                 raise RunCancelledError(f"{stage}: cancelled in epoch {epoch + 1}/{epochs}")
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type=device.type, dtype=amp or torch.float16, enabled=amp is not None):
-                logits = _call(net, forward, x) if ddp is None else _call(ddp, None, x)
+                logits = step(x)
             loss = loss_fn(logits.float(), y)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
