@@ -2,8 +2,8 @@
 
 The paper's run: 201 training patients, 2767 slices per modality (T1C, T2W), 128 x 128, the paper preset
 (paper-width nets, batch 64, every augmentation, scattering per batch, 150 epochs in each of the three stages).
-Running it takes tens of hours on a CPU, so this script times ``--batches`` training batches (after one small
-warm-up batch) and ``--batches`` prediction batches of each stage's net through the trainer's own
+Running it takes days on a CPU (docs/performance.md), so this script times ``--batches`` training batches (after
+one small warm-up batch) and ``--batches`` prediction batches of each stage's net through the trainer's own
 :func:`DMIFLib.training.stage.fit` and :func:`~DMIFLib.training.stage.predict_proba`, on random slices (the
 time does not depend on the values), and extrapolates:
 

@@ -62,7 +62,8 @@ def write_shard(cases: list[CohortCase], i: int, n: int, out_dir: Path, source: 
         old = _read_marker(out_dir)
         if {k: old.get(k) for k in info} != info:
             raise CohortError(f"{marker}: this folder holds shard {old.get('shard')}/{old.get('shards')} of "
-                              f"{old.get('source')} (or other settings); give each shard its own --out")
+                              f"{old.get('source')} made from other patients or settings; give each shard its own "
+                              "--out (or pass --overwrite)")
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(marker, json.dumps(info, indent=1) + "\n")
     return write_cohort(chosen, out_dir / SHARD_COHORT_NAME)
