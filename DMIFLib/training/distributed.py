@@ -6,7 +6,8 @@ gloo on the CPU), each on its own GPU ``cuda:LOCAL_RANK``. What every process do
 
 * every process reads the cohort and the split (deterministic: the same in every process) and trains each
   stage's net wrapped in DistributedDataParallel on its part of every batch (:class:`~DMIFLib.training.sampler.
-  StageSampler`); the scattering cache and the validation predictions are computed in parts, one per process,
+  StageSampler`), with BatchNorm normalising over the whole batch (SyncBatchNorm on NCCL, an equivalent layer
+  on gloo); the scattering cache and the validation predictions are computed in parts, one per process,
   and all-gathered, so that every process holds the same cache and takes the same early-stopping and
   learning-rate decisions; BatchNorm's running statistics are copied from rank 0 after every epoch;
 * rank 0 alone extracts the slice stacks first (the others then read its cache), writes ``split.tsv``, the
