@@ -18,6 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--brats", metavar="DIR",
                         help="a BraTS 2018-2024, Kaggle BraTS 2020, UPENN-GBM or UCSF-PDGM download (searched "
                              "recursively; see docs/preprocessing.md)")
+    source.add_argument("--merge", nargs="+", metavar="DIR",
+                        help="merge the --out folders of every --shard i/n run into --out (checks that no patient "
+                             "is missing or in two shards)")
+    parser.add_argument("--shard", metavar="I/N",
+                        help="preprocess only shard I of N (1-based; by subject, independent of the row order), "
+                             "e.g. one per node of a SLURM array; each shard its own --out; then --merge them")
     parser.add_argument("--labels", metavar="FILE",
                         help="with --tcia/--brats: label sheet, .xlsx or CSV (any delimiter/encoding), e.g. "
                              "TCIA_LGG_cases_159.xlsx (Filename, 1p/19q = d/d or n/n)")
@@ -121,9 +127,19 @@ def run(args: argparse.Namespace) -> int:
     if not args.labels and (args.label_column or args.id_column or args.label_map):
         print("dmif preprocess: --label-column, --id-column and --label-map go with --labels FILE", file=sys.stderr)
         return 2
+    if args.merge:
+        return _merge(args)
     source = args.cohort or args.tcia or args.brats
     key = {"source": str(Path(source).resolve()), "labels": str(Path(args.labels).resolve()) if args.labels else None,
            "settings": settings.to_dict()}
+    if args.shard:
+        from DMIFLib.preprocessing.shards import parse_shard
+
+        try:
+            key["shard"] = "/".join(map(str, parse_shard(args.shard)))
+        except ValueError as error:
+            print(f"dmif preprocess: {error}", file=sys.stderr)
+            return 2
     try:
         with run_folder(args.out, "preprocess", overwrite=args.overwrite, resume=True, key=key,
                         protect=[p for p in (source, args.labels) if p]):
@@ -137,8 +153,28 @@ def run(args: argparse.Namespace) -> int:
         return 130
 
 
-def _preprocess(args: argparse.Namespace, settings) -> int:
+def _merge(args: argparse.Namespace) -> int:
+    """``--merge DIR ... --out OUT``: the shards' cohort.csv and failures.tsv as one cohort (paths into DIRs)."""
     from DMIFLib.cohort import CohortError
+    from DMIFLib.preprocessing.shards import merge_shards
+    from DMIFLib.run_folder import OutputFolderError, run_folder
+
+    if args.shard or args.adapt_only or args.labels:
+        print("dmif preprocess: --merge takes only shard folders and --out", file=sys.stderr)
+        return 2
+    try:
+        with run_folder(args.out, "preprocess", overwrite=args.overwrite, resume=True,
+                        key={"merge": [str(Path(d).resolve()) for d in args.merge]}, protect=args.merge):
+            out_csv = merge_shards(args.merge, args.out)
+    except (OutputFolderError, CohortError) as error:
+        print(f"dmif preprocess: error: {error}", file=sys.stderr)
+        return 2
+    print(out_csv)
+    return 0
+
+
+def _preprocess(args: argparse.Namespace, settings) -> int:
+    from DMIFLib.cohort import CohortError, read_cohort
     from DMIFLib.preprocessing.cohort_runner import preprocess_cohort
 
     cohort_csv = args.cohort
@@ -151,6 +187,15 @@ def _preprocess(args: argparse.Namespace, settings) -> int:
         print(cohort_csv)
         if args.adapt_only:
             return 0
+    if args.shard:
+        from DMIFLib.preprocessing.shards import parse_shard, write_shard
+
+        try:
+            cohort_csv = write_shard(read_cohort(cohort_csv), *parse_shard(args.shard), Path(args.out),
+                                     str(Path(args.cohort or args.tcia or args.brats).resolve()), settings.to_dict())
+        except CohortError as error:
+            print(f"dmif preprocess: {error}", file=sys.stderr)
+            return 2
     try:
         out_csv = preprocess_cohort(cohort_csv, args.out, settings, workers=args.workers, progress=_progress_bar,
                                     qa=not args.no_qa)

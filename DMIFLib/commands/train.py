@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(transfer-learning CNNs, seed 002); see docs/methods.md")
     parser.add_argument("--preset", default="quick", choices=("quick", "paper"),
                         help="quick: small nets, few epochs (CPU demo); paper: Algorithm 1 as published")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier run in --out (refused otherwise); its other outputs are removed")
@@ -94,9 +94,13 @@ def continue_command(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     from DMIFLib.methods import get_method
     from DMIFLib.run_folder import OutputFolderError, run_folder
-    from DMIFLib.training import RunCancelledError
+    from DMIFLib.training import RunCancelledError, distributed
     from DMIFLib.training.errors import user_errors
 
+    if distributed.launched() and (args.cv is not None or args.method != "dmif"):
+        print("dmif train: error: torchrun runs DMIF-Net without --cv; start --cv and other methods without torchrun",
+              file=sys.stderr)
+        return 2
     if args.resume and args.overwrite:
         print("dmif train: error: --resume continues the run in --out and --overwrite replaces it; give one",
               file=sys.stderr)
@@ -115,16 +119,21 @@ def run(args: argparse.Namespace) -> int:
         print("dmif train: error: --repeats needs --cv K", file=sys.stderr)
         return 2
     try:
-        with run_folder(args.out, "train", overwrite=args.overwrite, resume=args.resume, protect=(args.cohort,),
-                        resume_hint="--resume"):
-            result = method.train(args.cohort, args.out, preset=args.preset, device=args.device,
-                                  resume=args.resume, progress=print_progress, overrides=overrides_from_args(args))
+        # under torchrun (docs/training.md): one process per GPU; rank 0 holds the folder and writes the outputs
+        with distributed.session(args.device) as device, distributed.on_main(lambda: run_folder(
+                args.out, "train", overwrite=args.overwrite, resume=args.resume, protect=(args.cohort,),
+                resume_hint="--resume"), OutputFolderError):
+            result = method.train(args.cohort, args.out, preset=args.preset, device=device, resume=args.resume,
+                                  progress=print_progress if distributed.is_main() else None,
+                                  overrides=overrides_from_args(args))
     except (OutputFolderError, *user_errors()) as error:
         print(f"dmif train: error: {error}", file=sys.stderr)
         return 2
     except (RunCancelledError, KeyboardInterrupt) as error:
         print(f"dmif train: {str(error) or 'interrupted'}; to continue run: {continue_command(args)}", file=sys.stderr)
         return 130
+    if not result.metrics:  # a torchrun process other than rank 0
+        return 0
     print(f"\nheld-out test patients ({result.metrics_path}):")
     for row in result.metrics:
         print(f"  {row['level']:<8} {row['model']:<6} n={row['n']:<5} AUC={row['auc']:.4f} acc={row['accuracy']:.4f} "

@@ -38,6 +38,7 @@ from DMIFLib import __version__
 from DMIFLib.atomic import atomic_write_text
 from DMIFLib.cohort import MODALITIES, read_cohort
 from DMIFLib.model_file import FUSED, LoadedModel, content_problem, model_dict, save_model
+from DMIFLib.training import distributed
 from DMIFLib.training.augment import AugmentConfig, SliceAugmenter
 from DMIFLib.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from DMIFLib.training.data import PatientSlices, load_cohort_slices, unreadable_inputs
@@ -213,6 +214,8 @@ class _Run:
                 "fusion_init": self.fusion_init, "history": self.history, "timings": self.timings, "current": current}
 
     def save(self, current: dict | None) -> None:
+        if not distributed.is_main():  # under torchrun rank 0 writes the checkpoint
+            return
         save_checkpoint(self.checkpoint_path, self.state(current))
         rows = self.history + (current["fit"]["history"] if current else [])
         atomic_write_text(self.out / HISTORY_NAME, _tsv(rows, HISTORY_COLUMNS))
@@ -228,7 +231,7 @@ def _prepare_out_dir(out: Path, resume: bool) -> dict | None:
             raise TrainingError(f"{out}: no {CHECKPOINT_NAME} to resume from; start without --resume (with "
                                 "--overwrite if an unfinished run is there)")
         for stale in out.glob(".*.tmp*"):  # temporary files of writes that a kill interrupted
-            stale.unlink()
+            stale.unlink(missing_ok=True)  # another torchrun process may have removed it
         return load_checkpoint(checkpoint)
     if checkpoint.is_file() or (out / MODEL_NAME).is_file():
         raise TrainingError(f"{out}: already holds a training run; use --resume to continue it, or choose "
@@ -309,8 +312,9 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
         run.done, run.history, run.timings = checkpoint["done"], checkpoint["history"], checkpoint["timings"]
         run.fusion_init = checkpoint.get("fusion_init", {})
     run.overrides = checkpoint["overrides"] if checkpoint else dict(overrides or {})
-    data = load_cohort_slices(cases, settings, progress, cancel, cache_dir=slice_cache or out / "slices",
-                              modalities=modalities)
+    with distributed.main_first():  # under torchrun the others read the slice cache rank 0 wrote
+        data = load_cohort_slices(cases, settings, progress, cancel, cache_dir=slice_cache or out / "slices",
+                                  modalities=modalities)
     by_id = {p.patient_id: p for p in data}
     labels = {p.patient_id: p.label for p in data}
     groups = {p.patient_id: p.subject or p.patient_id for p in data}  # a subject's timepoints stay on one side
@@ -325,9 +329,10 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
                                         groups)
     out.mkdir(parents=True, exist_ok=True)
     sides = {**dict.fromkeys(fit_ids, "train"), **dict.fromkeys(val_ids, "val"), **dict.fromkeys(test_ids, "test")}
-    atomic_write_text(out / SPLIT_NAME, _tsv(
-        [{"patient_id": pid, "label": labels[pid], "split": sides[pid], "n_slices": by_id[pid].stack.n_slices}
-         for pid in labels], ("patient_id", "label", "split", "n_slices")))
+    if distributed.is_main():
+        atomic_write_text(out / SPLIT_NAME, _tsv(
+            [{"patient_id": pid, "label": labels[pid], "split": sides[pid], "n_slices": by_id[pid].stack.n_slices}
+             for pid in labels], ("patient_id", "label", "split", "n_slices")))
 
     train_set = _slice_set([by_id[i] for i in fit_ids], modalities, config.max_slices)
     val_set = _slice_set([by_id[i] for i in val_ids], modalities, config.max_slices) if val_ids else None
@@ -374,12 +379,17 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
                      epochs=config.epochs.get(per_net, config.epochs[level]),
                      batch_size=config.batch_size, device=torch_device, augment=stage_augment, seed=config.seed,
                      stage=name, patience=config.patience, forward=forward, progress=stage_progress, cancel=cancel,
-                     checkpoint=save_epoch, resume=resume_state)
+                     checkpoint=save_epoch if distributed.is_main() else None, resume=resume_state)
         run.done[name] = {"spec": net.spec(), "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
         run.history += result.history
         run.timings[name] = run.timings.get(name, 0.0) + time.perf_counter() - stage_started
         run.save(None)
 
+    if not distributed.is_main():  # under torchrun rank 0 evaluates and writes the outputs
+        distributed.barrier()
+        return TrainResult(out_dir=out, model_path=out / MODEL_NAME, history_path=out / HISTORY_NAME,
+                           metrics_path=out / METRICS_NAME, predictions_path=out / "predictions.tsv",
+                           split_path=out / SPLIT_NAME, run_path=out / RUN_NAME)
     # The model: each modality's stage-2 DMIF-Net and the stage-3 multimodal net (one modality: its DMIF-Net).
     nets = {m: _rebuild(run.done[f"stage2/{m}/dmifnet"]) for m in modalities}
     nets[FUSED] = _rebuild(run.done["stage3/fused"]) if len(modalities) > 1 else nets[modalities[0]]
@@ -419,9 +429,11 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
         "slices": {"train": len(train_set), "val": len(val_set) if val_set else 0},
         "versions": _versions(), "stage_seconds": run.timings, "resumed": checkpoint is not None,
         "last_session_seconds": seconds, "fusion_init": run.fusion_init, "cutoffs": cutoffs, "test_auc": test_auc,
+        **distributed.run_info(),
     }
     atomic_write_text(out / RUN_NAME, json.dumps(run_info, indent=2, default=float) + "\n")
     run.checkpoint_path.unlink(missing_ok=True)
+    distributed.barrier()
     return TrainResult(out_dir=out, model_path=model_path, history_path=out / HISTORY_NAME,
                        metrics_path=out / METRICS_NAME, predictions_path=out / "predictions.tsv",
                        split_path=out / SPLIT_NAME, run_path=out / RUN_NAME, metrics=rows, seconds=seconds)

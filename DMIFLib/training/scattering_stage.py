@@ -20,6 +20,7 @@ from torch import nn
 
 from DMIFLib.scattering import CoefficientAugment, ScatteringCache
 from DMIFLib.training.augment import AugmentConfig
+from DMIFLib.training.distributed import shared_scattering_cache
 from DMIFLib.training.errors import RunCancelledError
 from DMIFLib.training.stage import SliceSet
 
@@ -66,10 +67,11 @@ def cached_minet_data(net: nn.Module, train: SliceSet, val: SliceSet | None, aug
     flips = coefficient_augment is not None and coefficient_augment.flip_prob > 0
     scattering = net.scattering.to(device)
     try:
-        cache = ScatteringCache.build(scattering, train.x, flips=flips, progress=progress, cancel=cancel)
+        cache = shared_scattering_cache(ScatteringCache.build, scattering, train.x, flips=flips, progress=progress,
+                                        cancel=cancel)
         val_set = None
         if val is not None and len(val):
-            val_cache = ScatteringCache.build(scattering, val.x, flips=False, cancel=cancel)
+            val_cache = shared_scattering_cache(ScatteringCache.build, scattering, val.x, flips=False, cancel=cancel)
             val_set = SliceSet(tuple(c.cpu() for c in val_cache.coeffs), val.y)
     except InterruptedError as error:
         raise RunCancelledError(str(error)) from None

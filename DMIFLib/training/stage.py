@@ -4,8 +4,9 @@ Adam with betas (0.99, 0.999), binary cross-entropy on logits, ``ReduceLROnPlate
 validation loss (the training loss when there is no validation set), shuffling every epoch. The net that
 ends the stage is the epoch with the lowest validation loss. Every epoch is reproducible from
 ``(seed, stage, epoch)``: the shuffle, the augmentation and dropout are reseeded from them, so a resumed run
-repeats exactly what an uninterrupted one does. Mixed precision (``torch.autocast``, float16 with a gradient
-scaler) is used on CUDA only.
+repeats exactly what an uninterrupted one does. On CUDA: mixed precision (``torch.autocast``, bfloat16, or
+float16 with a gradient scaler on GPUs without bfloat16), channels-last weights and inputs, DataLoader workers.
+Under torchrun the net is trained with DistributedDataParallel (:mod:`DMIFLib.training.distributed`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from DMIFLib.training.device import resolve_device
+from DMIFLib.training import distributed
+from DMIFLib.training.batches import to_device, training_batches
+from DMIFLib.training.device import autocast_dtype, loader_workers, resolve_device
 from DMIFLib.training.errors import RunCancelledError
+from DMIFLib.training.sampler import StageSampler
 
 Inputs = torch.Tensor | tuple[torch.Tensor, ...]
 """A stage's inputs: slices (N, C, H, W), or several aligned tensors (e.g. cached scattering per J)."""
@@ -60,13 +64,6 @@ def epoch_seed(seed: int, stage: str, epoch: int) -> int:
     return zlib.crc32(f"{seed}/{stage}/{epoch}".encode())
 
 
-def _to_device(x: Inputs, device: torch.device) -> Inputs:
-    """A tensor or tuple of tensors moved to ``device``."""
-    if isinstance(x, tuple):
-        return tuple(t.to(device, non_blocking=True) for t in x)
-    return x.to(device, non_blocking=True)
-
-
 def _call(net: nn.Module, forward: Callable | None, x: Inputs) -> torch.Tensor:
     if forward is not None:
         return forward(x)
@@ -77,15 +74,16 @@ def _call(net: nn.Module, forward: Callable | None, x: Inputs) -> torch.Tensor:
 def predict_logits(net: nn.Module, data: SliceSet | Inputs, batch_size: int = 64,
                    device: str | torch.device = "cpu", forward: Callable | None = None) -> torch.Tensor:
     """The net's (or ``forward``'s) logits for every slice, in order, float32 on the CPU: (N,) or (N, K) for a
-    ``forward`` with K outputs per slice; batches of ``batch_size``, float16 autocast on CUDA; eval mode."""
+    ``forward`` with K outputs per slice; batches of ``batch_size``, autocast on CUDA; eval mode."""
     device = resolve_device(device)
+    amp = autocast_dtype(device)
     data = data if isinstance(data, SliceSet) else SliceSet(data, torch.zeros(_length(data)))
     net.eval()
     out = []
     for start in range(0, len(data), batch_size):
         index = torch.arange(start, min(start + batch_size, len(data)))
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-            out.append(_call(net, forward, _to_device(data.take(index), device)).float().cpu())
+        with torch.autocast(device_type=device.type, dtype=amp or torch.float16, enabled=amp is not None):
+            out.append(_call(net, forward, to_device(data.take(index), device)).float().cpu())
     return torch.cat(out) if out else torch.zeros(0)
 
 
@@ -126,11 +124,17 @@ def fit(net: nn.Module, train: SliceSet, val: SliceSet | None, *, lr: float, epo
     that ``resume=state`` continues from.
     """
     device = resolve_device(device)
-    use_amp = device.type == "cuda"
+    amp = autocast_dtype(device)
     net.to(device)
+    if device.type == "cuda":
+        net.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr, betas=ADAM_BETAS)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", patience=patience)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
+    step = distributed.wrap(net, lambda x: _call(net, forward, x))  # DistributedDataParallel under torchrun
+    rank, world_size = distributed.rank_and_size()
+    sampler = StageSampler(len(train), batch_size, rank, world_size)
+    workers = loader_workers(device, distributed.processes_per_node())
     loss_fn = nn.BCEWithLogitsLoss()
     result = FitResult()
     best_state: dict | None = None
@@ -139,48 +143,44 @@ def fit(net: nn.Module, train: SliceSet, val: SliceSet | None, *, lr: float, epo
         net.load_state_dict(resume["net"])
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
-        scaler.load_state_dict(resume["scaler"])
+        if resume["scaler"] and scaler.is_enabled():  # a float16 run's scaler (not from a CPU or bfloat16 run)
+            scaler.load_state_dict(resume["scaler"])
         best_state = resume["best_state"]
         result.best_val_loss = float(resume["best_val_loss"])
         result.history = [dict(row) for row in resume["history"]]
         start_epoch = int(resume["epoch"])
     has_val = val is not None and len(val) > 0
-    batches = max(1, -(-len(train) // batch_size))
+    batches = len(sampler)
     for epoch in range(start_epoch, epochs):
         started = time.perf_counter()
         seed_e = epoch_seed(seed, stage, epoch)
-        torch.manual_seed(seed_e)
+        torch.manual_seed(seed_e + rank)  # each process its own dropout and augmentation draws
         if augment is not None and hasattr(augment, "reseed"):
-            augment.reseed(seed_e)
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed_e))
+            augment.reseed(seed_e + rank)
+        sampler.set_epoch(seed_e)
         net.train()
         total, count = 0.0, 0
-        for b in range(batches):
+        for b, x, y in training_batches(train, sampler, augment, device, workers, seed_e + rank):
             if cancel is not None and cancel.is_set():
                 raise RunCancelledError(f"{stage}: cancelled in epoch {epoch + 1}/{epochs}")
-            index = order[b * batch_size:(b + 1) * batch_size]
-            if len(index) < 2 and len(train) > 1:  # BatchNorm cannot train on one sample
-                continue
-            x, y = train.take(index), train.y[index].float()
-            if augment is not None and isinstance(x, torch.Tensor):
-                x = augment(x)
-            x, y = _to_device(x, device), y.to(device)
             optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                logits = _call(net, forward, x)
+            with torch.autocast(device_type=device.type, dtype=amp or torch.float16, enabled=amp is not None):
+                logits = step(x)
             loss = loss_fn(logits.float(), y)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-            total += float(loss.detach()) * len(index)
-            count += len(index)
+            total += float(loss.detach()) * len(y)
+            count += len(y)
             if progress is not None:
                 progress({"stage": stage, "epoch": epoch + 1, "epochs": epochs, "batch": b + 1, "batches": batches,
                           "loss": float(loss.detach())})
+        total, count = distributed.all_sum(total, count)
+        distributed.sync_buffers(net)
         train_loss = total / max(count, 1)
         val_loss, val_auc = float("nan"), float("nan")
         if has_val:
-            p = predict_proba(net, val, batch_size, device, forward)
+            p = distributed.predict_shared(lambda data: predict_proba(net, data, batch_size, device, forward), val)
             yv = val.y.numpy().astype(np.float64)
             eps = 1e-7
             val_loss = float(-np.mean(yv * np.log(p + eps) + (1 - yv) * np.log(1 - p + eps)))
