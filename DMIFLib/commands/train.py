@@ -97,8 +97,11 @@ def run(args: argparse.Namespace) -> int:
     from DMIFLib.training import RunCancelledError, distributed
     from DMIFLib.training.errors import user_errors
 
-    if distributed.launched() and (args.cv is not None or args.method != "dmif"):
-        print("dmif train: error: torchrun runs DMIF-Net without --cv; start --cv and other methods without torchrun",
+    if distributed.launched() and args.cv is not None:
+        print("dmif train: error: --cv runs in one process; start it without torchrun", file=sys.stderr)
+        return 2
+    if distributed.launched() and args.method != "dmif":
+        print(f"dmif train: error: --method {args.method} runs in one process; start it without torchrun",
               file=sys.stderr)
         return 2
     if args.resume and args.overwrite:
