@@ -171,3 +171,11 @@ def test_two_gpus_train_with_nccl(runs, tmp_path):
     assert (run["world_size"], run["backend"], run["device"]) == (2, "nccl", "cuda:0")
     assert load_model(tmp_path / "gpus" / "model.pt").modalities == ("t1c", "t2w")
     assert len(read_tsv(tmp_path / "gpus" / "history.tsv")) == len(read_tsv(one / "history.tsv"))
+
+
+def test_other_methods_are_refused_under_torchrun(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["train", "--cohort", str(tmp_path / "c.csv"), "--out", str(tmp_path / "o"),
+                 "--method", "transfer"]) == 2
+    assert "--method transfer runs in one process" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
