@@ -10,6 +10,10 @@ Layout (a dict; loads with ``torch.load(weights_only=True)``)::
     nets: {modality: {"spec", "state_dict"} (that modality's DMIF-Net), "fused": {...} (the multimodal net)};
         a single-modality model's "fused" entry is a copy of its modality's DMIF-Net, which loads as one shared net
     info: provenance (plain types: training preset, seed, cohort hash, metrics, ...)
+    calibration (optional): the calibrator of p_fused fitted on validation patients (DMIFLib.trust.calibrate);
+        absent in files written before it existed: they load and predict uncalibrated (p_fused = p_fused_raw)
+    training_cohort (optional): per-feature ranges of the training patients (DMIFLib.trust.ood); absent: no
+        out-of-distribution warning
 
 Net specs are the nets' ``spec()`` dicts, rebuilt with :func:`DMIFLib.nets.build_net`.
 """
@@ -53,6 +57,8 @@ class LoadedModel:
     info: dict = field(default_factory=dict)
     package_version: str = __version__
     path: Path | None = None
+    calibration: dict | None = None
+    training_cohort: dict | None = None
 
     def __post_init__(self) -> None:
         # Channels-last (NHWC) weights make oneDNN keep the feature maps in NHWC: prediction with the paper-size
@@ -97,12 +103,19 @@ def save_model(path: str | os.PathLike, model: LoadedModel) -> Path:
     cut-off outside [0, 1]."""
     path = Path(path)
     content = model_dict(model.nets, model.modalities, model.marker, model.settings, model.cutoff, model.info)
+    content.update(trust_entries(model))
     problem = content_problem(content)
     if problem:
         raise ModelFileError(f"{path}: not saved: {problem}")
     with atomic_path(path) as tmp:
         torch.save(content, tmp)
     return path
+
+
+def trust_entries(model: LoadedModel) -> dict:
+    """The optional top-level ``calibration`` and ``training_cohort`` entries of ``model`` (those that are set)."""
+    return {key: value for key, value in (("calibration", model.calibration),
+                                          ("training_cohort", model.training_cohort)) if value is not None}
 
 
 def _same_net(a: dict, b: dict) -> bool:
@@ -121,6 +134,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
     from DMIFLib.nets import build_net
     from DMIFLib.preprocessing.settings import PreprocessSettings
     from DMIFLib.training.device import resolve_device
+    from DMIFLib.trust.calibrate import check_entry
+    from DMIFLib.trust.ood import check_profile
 
     path = Path(path)
     device = resolve_device(device)
@@ -158,7 +173,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
             nets[name] = net.to(device).eval()
         return LoadedModel(nets=nets, modalities=modalities, marker=str(content["marker"]), settings=settings,
                            cutoff=float(content["cutoff"]), device=device, info=dict(content.get("info", {})),
-                           package_version=str(content.get("package_version")), path=path)
+                           package_version=str(content.get("package_version")), path=path,
+                           calibration=check_entry(content.get("calibration")),
+                           training_cohort=check_profile(content.get("training_cohort")))
     except ModelFileError:
         raise
     except KeyError as error:

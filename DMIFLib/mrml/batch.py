@@ -15,6 +15,7 @@ from pathlib import Path
 
 import slicer
 
+from DMIFLib.cohort import MODALITIES
 from DMIFLib.mrml import tables
 from DMIFLib.mrml.predict import model_info, result_columns
 from DMIFLib.mrml.results import read_table_file
@@ -52,7 +53,7 @@ def predictions_to_scene(predictions_tsv: Path, scene: slicer.vtkMRMLScene, mode
         raise ValueError(f"{predictions_tsv}: no patient_id column")
     cohort = tables.table_from_rows(scene, COHORT_TABLE_NAME, typed, columns)
     per_patient = {}
-    modalities = [c[2:] for c in columns if c.startswith("p_") and c != "p_fused"]
+    modalities = [c[2:] for c in columns if c.startswith("p_") and c[2:] in MODALITIES]
     patient_columns = [c for c in result_columns(modalities) if c in columns or c in (model_info or {})]
     for row in typed:
         patient = str(row["patient_id"])
