@@ -3,8 +3,10 @@
 Patient rule: a patient's probability for a modality is the **mean of its slice probabilities** under that
 modality's DMIF-Net; ``p_fused`` is the mean of the multimodal net's slice probabilities (its input is every
 modality's slice stacked as channels; a single-modality model's fused net is its one DMIF-Net, so ``p_fused``
-equals ``p_<modality>``). ``prediction`` = 1 (marker present) when ``p_fused >= cutoff``, the
-model file's cut-off.
+equals ``p_<modality>``). That mean is ``p_fused_raw``; ``p_fused`` is it mapped through the model file's
+calibration (equal without one), and ``prediction`` = 1 (marker present) when ``p_fused >= cutoff``, the model
+file's cut-off, chosen on calibrated training scores. ``p_fused_low``/``p_fused_high`` (90 % interval) and
+``ood_warning`` come from :mod:`DMIFLib.trust` (docs/trust.md).
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ import torch
 from DMIFLib.atomic import atomic_write_text
 from DMIFLib.failures import FAILURES_NAME, write_failures
 from DMIFLib.model_file import FUSED, LoadedModel, load_model
+from DMIFLib.trust.interval import capture_members
+from DMIFLib.trust.prediction import finish, trust_cells
 
 PREDICTIONS_NAME = "predictions.tsv"
 SLICE_PREDICTIONS_NAME = "slice_predictions.tsv"
+TRUST_COLUMNS = ("p_fused_raw", "p_fused_low", "p_fused_high", "ood_warning")
 
 
 @dataclass
@@ -42,10 +47,23 @@ class CasePrediction:
     n_slices: int
     slice_probabilities: dict[str, np.ndarray]
     slice_indices: np.ndarray
+    p_fused_raw: float = float("nan")
+    p_fused_low: float = float("nan")
+    p_fused_high: float = float("nan")
+    ood_warning: str = ""
 
 
 def predict_stack(model: LoadedModel, stack, batch_size: int = 64) -> CasePrediction:
-    """Predict one patient from its ``SliceStack`` (images[modality] (n, S, S) float32, z-scored).
+    """Predict one patient from its ``SliceStack`` (images[modality] (n, S, S) float32, z-scored): the raw
+    prediction (:func:`_predict_raw`), then calibration, interval and out-of-distribution warning
+    (:func:`DMIFLib.trust.prediction.finish`)."""
+    with capture_members(model.nets[FUSED]) as members:
+        prediction = _predict_raw(model, stack, batch_size)
+    return finish(model, stack, prediction, members, batch_size)
+
+
+def _predict_raw(model: LoadedModel, stack, batch_size: int = 64) -> CasePrediction:
+    """Predict one patient from its ``SliceStack`` without calibration (``p_fused`` = the raw mean).
 
     Raises ``ValueError`` naming the patient when the stack lacks a modality, has no slice, or its slice size
     differs from the model's. Each modality's MI-Net scattering is computed once and shared by that modality's
@@ -140,16 +158,17 @@ def _predict_shared(model: LoadedModel, x: torch.Tensor, batch_size: int) -> dic
 def prediction_tables(predictions: list[CasePrediction], modalities: tuple[str, ...]) -> tuple[str, str]:
     """(predictions.tsv text, slice_predictions.tsv text) for ``predictions``.
 
-    predictions.tsv: patient_id, p_<modality>..., p_fused, prediction, cutoff, n_slices;
-    slice_predictions.tsv: patient_id, slice_index, p_<modality>..., p_fused.
+    predictions.tsv: patient_id, p_<modality>..., p_fused, prediction, cutoff, n_slices, p_fused_raw,
+    p_fused_low, p_fused_high, ood_warning (the last four: :mod:`DMIFLib.trust`; an unknown bound is "nan");
+    slice_predictions.tsv: patient_id, slice_index, p_<modality>..., p_fused (raw slice probabilities).
     """
     p_cols = [f"p_{m}" for m in modalities]
-    patient = ["\t".join(["patient_id", *p_cols, "p_fused", "prediction", "cutoff", "n_slices"])]
+    patient = ["\t".join(["patient_id", *p_cols, "p_fused", "prediction", "cutoff", "n_slices", *TRUST_COLUMNS])]
     slices = ["\t".join(["patient_id", "slice_index", *p_cols, "p_fused"])]
     for pred in predictions:
         patient.append("\t".join([str(pred.patient_id), *(f"{pred.probabilities[m]:.6f}" for m in modalities),
                                   f"{pred.p_fused:.6f}", str(pred.prediction), f"{pred.cutoff:.6f}",
-                                  str(pred.n_slices)]))
+                                  str(pred.n_slices), *trust_cells(pred)]))
         for row, index in enumerate(pred.slice_indices):
             slices.append("\t".join([str(pred.patient_id), str(int(index)),
                                      *(f"{pred.slice_probabilities[m][row]:.6f}" for m in (*modalities, FUSED))]))

@@ -13,6 +13,10 @@ Layout (a dict; loads with ``torch.load(weights_only=True)``)::
     nets: {modality: {"spec", "state_dict"} (that modality's DMIF-Net), "fused": {...} (the multimodal net)};
         a single-modality model's "fused" entry is a copy of its modality's DMIF-Net, which loads as one shared net
     info: provenance (plain types: training preset, seed, cohort hash, metrics, ...)
+    calibration (optional): the calibrator of p_fused fitted on validation patients (DMIFLib.trust.calibrate);
+        absent in files written before it existed: they load and predict uncalibrated (p_fused = p_fused_raw)
+    training_cohort (optional): per-feature ranges of the training patients (DMIFLib.trust.ood); absent: no
+        out-of-distribution warning
 
 Net specs are the nets' ``spec()`` dicts, rebuilt with :func:`DMIFLib.nets.build_net`. :func:`load_model` checks
 what every method shares, then the file's method rebuilds its model (``Method.load``).
@@ -63,6 +67,8 @@ class LoadedModel:
     path: Path | None = None
     method: str = DEFAULT_METHOD
     state: dict = field(default_factory=dict)
+    calibration: dict | None = None
+    training_cohort: dict | None = None
 
     def __post_init__(self) -> None:
         # Channels-last (NHWC) weights make oneDNN keep the feature maps in NHWC: prediction with the paper-size
@@ -122,12 +128,19 @@ def save_model(path: str | os.PathLike, model: LoadedModel) -> Path:
     path = Path(path)
     content = model_dict(model.nets, model.modalities, model.marker, model.settings, model.cutoff, model.info,
                          model.method, model.state)
+    content.update(trust_entries(model))
     problem = content_problem(content)
     if problem:
         raise ModelFileError(f"{path}: not saved: {problem}")
     with atomic_path(path) as tmp:
         torch.save(content, tmp)
     return path
+
+
+def trust_entries(model: LoadedModel) -> dict:
+    """The optional top-level ``calibration`` and ``training_cohort`` entries of ``model`` (those that are set)."""
+    return {key: value for key, value in (("calibration", model.calibration),
+                                          ("training_cohort", model.training_cohort)) if value is not None}
 
 
 def _same_net(a: dict, b: dict) -> bool:
@@ -176,6 +189,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
     from DMIFLib.methods.registry import UnknownMethodError, get_method
     from DMIFLib.preprocessing.settings import PreprocessSettings
     from DMIFLib.training.device import resolve_device
+    from DMIFLib.trust.calibrate import check_entry
+    from DMIFLib.trust.ood import check_profile
 
     path = Path(path)
     device = resolve_device(device)
@@ -208,7 +223,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
         except UnknownMethodError as error:
             raise ModelFileError(f"{path}: {error} (the file was written by DMIFLib "
                                  f"{content.get('package_version')})") from None
-        return implementation.load(content, path, device)
+        model = implementation.load(content, path, device)
+        model.calibration = check_entry(content.get("calibration"))
+        model.training_cohort = check_profile(content.get("training_cohort"))
+        return model
     except ModelFileError:
         raise
     except KeyError as error:

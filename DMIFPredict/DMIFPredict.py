@@ -275,6 +275,7 @@ class DMIFPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             parameters.resultsTable = results
             parameters.slicesTable = slices
             self.ui.resultLabel.text = self.logic.summary(prediction)
+            self.ui.resultLabel.styleSheet = "color: #b00000" if prediction.ood_warning else ""
             self.ui.statusLabel.text = _("Done: see the results table under the patient in the Data module.")
             appLogic = slicer.app.applicationLogic()
             appLogic.GetSelectionNode().SetActiveTableID(results.GetID())

@@ -110,7 +110,12 @@ def test_cv_model_file_is_an_ensemble_that_predicts(cv_run, tmp_path):
     x = torch.from_numpy(stack.stacked(model.modalities))
     with torch.no_grad():
         logits = torch.stack([m.nets["fused"].eval()(x) for m in members]).mean(0)
-    assert predict_stack(model, stack).p_fused == pytest.approx(float(torch.sigmoid(logits).mean()), abs=1e-5)
+    pred = predict_stack(model, stack)
+    assert pred.p_fused_raw == pytest.approx(float(torch.sigmoid(logits).mean()), abs=1e-5)
+    # calibration fitted on the out-of-fold raw p_fused; the interval from the fold models (docs/trust.md)
+    assert content["calibration"]["fitted_on"] == "out-of-fold predictions" and content["calibration"]["n_val"] == 8
+    assert pred.p_fused_low < pred.p_fused < pred.p_fused_high
+    assert all(float(r["p_fused_low"]) <= float(r["p_fused"]) <= float(r["p_fused_high"]) for r in rows)
 
 
 def test_resume_after_an_interrupted_fold_gives_the_uninterrupted_result(cv_run, tmp_path):

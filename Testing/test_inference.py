@@ -27,7 +27,9 @@ def test_patient_probability_is_the_mean_of_slice_probabilities():
     assert pred.probabilities["t2w"] == pytest.approx(t2w.mean(), abs=1e-6)
     assert pred.n_slices == 5 and pred.prediction == int(pred.p_fused >= 0.42) and pred.cutoff == 0.42
     patient_tsv, slice_tsv = prediction_tables([pred], ("t1c", "t2w"))
-    assert patient_tsv.splitlines()[0] == "patient_id\tp_t1c\tp_t2w\tp_fused\tprediction\tcutoff\tn_slices"
+    assert patient_tsv.splitlines()[0] == ("patient_id\tp_t1c\tp_t2w\tp_fused\tprediction\tcutoff\tn_slices\t"
+                                           "p_fused_raw\tp_fused_low\tp_fused_high\tood_warning")
+    assert pred.p_fused_raw == pred.p_fused  # no calibration in this model
     assert len(slice_tsv.splitlines()) == 6 and slice_tsv.splitlines()[1].startswith("P1\t10\t")
 
 

@@ -105,8 +105,9 @@ def test_predict_logic_on_the_real_tcga_case_and_scene_round_trip(shared_data, t
     # 10 tumour slices of 5.5 mm: the box covers them (plus its partial-slice edges)
     assert 10 <= row["n_slices"] <= 13 and slices.GetNumberOfRows() == row["n_slices"]
     assert list(tables.table_columns(slices)) == slice_columns(("t1c", "t2w"))
-    assert row["p_fused"] == pytest.approx(np.mean(tables.table_columns(slices)["p_fused"]), abs=1e-9)
-    assert logic.summary(prediction).startswith(f"{row['p_fused']:.3f}")
+    assert row["p_fused_raw"] == pytest.approx(np.mean(tables.table_columns(slices)["p_fused"]), abs=1e-9)
+    assert row["p_fused_low"] <= row["p_fused"] <= row["p_fused_high"]
+    assert logic.summary(prediction).startswith(f"{row['p_fused']:.2f} ({row['p_fused_low']:.2f}–")
     for node in (results, slices):
         assert sh.GetItemParent(sh.GetItemByDataNode(node)) == patient
 

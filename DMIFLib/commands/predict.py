@@ -25,6 +25,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="replace an earlier run in --out (refused otherwise); its other outputs are removed")
 
 
+def print_summary(path) -> None:
+    """One line per patient of predictions.tsv: 'P001: 0.78 (0.64–0.88) → positive (cut-off 0.45)' (+ warning)."""
+    from DMIFLib.evaluation.tables import read_tsv
+    from DMIFLib.trust.prediction import summary
+
+    for row in read_tsv(path):
+        print(f"{row['patient_id']}: " + summary(float(row["p_fused"]), float(row["p_fused_low"]),
+                                                   float(row["p_fused_high"]), int(row["prediction"]),
+                                                   float(row["cutoff"]), row["ood_warning"]))
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -54,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"dmif predict: {error}", file=sys.stderr)
         return 130
     print(path.read_text(encoding="utf-8"), end="")
+    print_summary(path)
     print(f"wrote {path}")
     for paths in (extras.written.values() if extras else ()):
         for written in paths.values():

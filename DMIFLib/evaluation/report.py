@@ -4,7 +4,8 @@ Reads what is there and skips what is not: ``run.json`` / ``model.pt`` metadata 
 (training curves), ``metrics.tsv`` / ``table2_metrics.tsv`` / ``metrics_ci.tsv`` / ``delong_tests.tsv`` /
 ``separability.tsv`` (tables), ``scores_patient.tsv`` / ``scores_slice.tsv`` (ROC curves: patient_id, label,
 one probability column per model), ``predictions.tsv`` (per-patient predictions; ROC too when it has a label
-column or a cohort is given), ``tsne.tsv`` (model, label, x, y). Figures are PNGs inlined as base64.
+column or a cohort is given), ``tsne.tsv`` (model, label, x, y); a reliability diagram when ``predictions.tsv``
+has ``p_fused_raw`` and labels. Figures are PNGs inlined as base64.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def _labelled_scores(rows: Sequence[Mapping[str, str]], labels: Mapping[str, int
     if not rows:
         return None
     skip = {"patient_id", "label", "split", "prediction", "cutoff", "n_slices", "slice_index", "level", "repeat",
-            "fold"}
+            "fold", "p_fused_raw", "p_fused_low", "p_fused_high"}  # raw p_fused: see _reliability
     if "label" in rows[0]:
         kept = [r for r in rows if r["label"] in ("0", "1")]
         y = np.array([int(r["label"]) for r in kept])
@@ -151,6 +152,32 @@ def _oof_scores(run_dir: Path) -> tuple[np.ndarray, dict[str, np.ndarray]] | Non
     label = dict(zip(kept, data[0], strict=True))
     n_mod = len([c for c in scores if c != "p_fused"])
     return np.array([label[pid] for pid in ids]), {model_name(c, n_mod): s for c, s in scores.items()}
+
+
+def _reliability(rows: Sequence[Mapping[str, str]], labels: Mapping[str, int] | None) -> str:
+    """Reliability diagram (HTML image) of the calibrated p_fused and the raw p_fused_raw of labelled
+    predictions, with ECE and Brier score in the legend; "" when the table has no raw column or labels."""
+    from DMIFLib.evaluation.plots import _png
+    from DMIFLib.stats.calibration import brier_score, expected_calibration_error, reliability_curve, reliability_figure
+
+    if not rows or "p_fused_raw" not in rows[0]:
+        return ""
+    if "label" in rows[0]:
+        kept = [(r, int(r["label"])) for r in rows if r["label"] in ("0", "1")]
+    else:
+        kept = [(r, int(labels[r["patient_id"]])) for r in rows if labels and r["patient_id"] in labels]
+    if len(kept) < 2:
+        return ""
+    y = np.array([label for _, label in kept])
+    curves = {}
+    for column, name in (("p_fused", "calibrated p_fused"), ("p_fused_raw", "raw p_fused")):
+        p = np.array([float(r[column]) for r, _ in kept])
+        ece, brier = expected_calibration_error(p, y), brier_score(p, y)
+        curves[f"{name} (ECE {ece:.3f}, Brier {brier:.3f})"] = reliability_curve(p, y)
+    figure = reliability_figure(curves, title=f"Reliability, patient level (n = {len(y)})")
+    return "<h2>Calibration</h2>" + _img(_png(figure), "reliability diagram") + (
+        '<p class="note">10 equal-width bins; ECE = Σ (n_bin/N)·|fraction positive − mean p|. The calibration was '
+        "fitted on validation patients only (docs/trust.md); few patients per bin make both curves noisy.</p>")
 
 
 def recorded_cohort(run_dir: Path) -> Path | None:
@@ -230,6 +257,7 @@ def build_report(run_dir: str | os.PathLike, out_path: str | os.PathLike | None 
             figures.append(f'<p class="note">labels from {html.escape(str(cohort_csv))}</p>')
     parts.append("<h2>ROC curves</h2>" + ("".join(figures) or '<p class="note">no labelled scores in this folder '
                                           "(pass --cohort to label predictions.tsv)</p>"))
+    parts.append(_reliability(predictions, labels))
     # training curves
     history = tsv("history.tsv")
     if history:

@@ -22,8 +22,9 @@ from DMIFLib.stats import METRIC_NAMES, auc_ci, binary_metrics, bonferroni, clus
 LEVELS = ("patient", "slice")
 
 TABLE2_COLUMNS = ("model", "level", "n", "n_pos", "n_neg", "accuracy", "sensitivity", "specificity", "ppv", "npv",
-                  "auc", "cutoff", "auc_ci_low", "auc_ci_high", "ci_method")
-"""Paper Table 2: acc, sens, spec, PPV, NPV, AUC, cut-off, 95% CI — plus the level, counts and CI method."""
+                  "auc", "cutoff", "auc_ci_low", "auc_ci_high", "ci_method", "ece", "brier")
+"""Paper Table 2: acc, sens, spec, PPV, NPV, AUC, cut-off, 95% CI — plus the level, counts and CI method, and the
+calibration measures ECE (10 equal-width bins) and Brier score (DMIFLib.stats.calibration)."""
 
 CI_COLUMNS = ("model", "level", "metric", "value", "ci_low", "ci_high", "ci_method", "n_boot")
 """Long table of 95% CIs for every metric (patient-clustered bootstrap)."""
@@ -61,6 +62,17 @@ def read_tsv(path: str | os.PathLike) -> list[dict[str, str]]:
         return [dict(row) for row in csv.DictReader(handle, delimiter="\t")]
 
 
+def calibration_measures(y_true, score) -> dict[str, float]:
+    """``{"ece", "brier"}`` of probabilities ``score`` (n,) against 0/1 ``y_true`` (n,); NaN when ``score`` is not
+    a probability everywhere."""
+    from DMIFLib.stats.calibration import brier_score, expected_calibration_error
+
+    try:
+        return {"ece": expected_calibration_error(score, y_true), "brier": brier_score(score, y_true)}
+    except ValueError:
+        return {"ece": math.nan, "brier": math.nan}
+
+
 def metric_rows(model: str, level: str, y_true, score, cutoff: float, groups=None, n_boot: int = 1000,
                 seed: int = 0) -> tuple[dict, list[dict]]:
     """One Table 2 row and its CI rows for ``score`` (n,) against 0/1 ``y_true`` (n,) at ``cutoff``.
@@ -74,7 +86,8 @@ def metric_rows(model: str, level: str, y_true, score, cutoff: float, groups=Non
     s = np.asarray(score, dtype=float)
     g = np.arange(len(y)) if groups is None else np.asarray(groups)
     m = binary_metrics(y, s, cutoff)
-    row = {"model": model, "level": level, **{k: m[k] for k in ("n", "n_pos", "n_neg", *METRIC_NAMES, "cutoff")}}
+    row = {"model": model, "level": level, **{k: m[k] for k in ("n", "n_pos", "n_neg", *METRIC_NAMES, "cutoff")},
+           **calibration_measures(y, s)}
     enough = m["n_pos"] >= 2 and m["n_neg"] >= 2
     boot = cluster_bootstrap_ci(y, s, g, cutoff, n_boot=n_boot, seed=seed) if enough and n_boot > 0 else {}
     if level == "patient" and enough:

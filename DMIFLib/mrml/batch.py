@@ -17,6 +17,7 @@ from pathlib import Path
 import slicer
 
 from DMIFLib.casereport.case_outputs import CaseOutputs
+from DMIFLib.cohort import MODALITIES
 from DMIFLib.mrml import tables
 from DMIFLib.mrml.case_scene import add_case_nodes
 from DMIFLib.mrml.predict import model_info, result_columns
@@ -61,7 +62,7 @@ def predictions_to_scene(predictions_tsv: Path, scene: slicer.vtkMRMLScene, mode
         raise ValueError(f"{predictions_tsv}: no patient_id column")
     cohort = tables.table_from_rows(scene, COHORT_TABLE_NAME, typed, columns)
     per_patient = {}
-    modalities = [c[2:] for c in columns if c.startswith("p_") and c != "p_fused"]
+    modalities = [c[2:] for c in columns if c.startswith("p_") and c[2:] in MODALITIES]
     patient_columns = [c for c in result_columns(modalities) if c in columns or c in (model_info or {})]
     for row in typed:
         patient = str(row["patient_id"])

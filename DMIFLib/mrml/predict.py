@@ -18,10 +18,11 @@ from DMIFLib.mrml.volumes import volume_to_image
 
 
 def result_columns(modalities) -> list[str]:
-    """Columns of the results table: ``patient_id, marker, p_<modality>..., p_fused, prediction, cutoff,
-    n_slices, model_name, model_version`` (the ``dmif predict`` columns plus the marker and the model)."""
-    return ["patient_id", "marker", *(f"p_{m}" for m in modalities), "p_fused", "prediction", "cutoff", "n_slices",
-            "model_name", "model_version"]
+    """Columns of the results table: ``patient_id, marker, p_<modality>..., p_fused, p_fused_low, p_fused_high,
+    prediction, cutoff, n_slices, ood_warning, p_fused_raw, model_name, model_version`` (the ``dmif predict``
+    columns plus the marker and the model; DMIFLib.trust: interval, warning, raw score)."""
+    return ["patient_id", "marker", *(f"p_{m}" for m in modalities), "p_fused", "p_fused_low", "p_fused_high",
+            "prediction", "cutoff", "n_slices", "ood_warning", "p_fused_raw", "model_name", "model_version"]
 
 
 def slice_columns(modalities) -> list[str]:
@@ -100,7 +101,9 @@ def prediction_tables(scene: slicer.vtkMRMLScene, prediction, model, patient_id:
     row = {"patient_id": patient_id, "marker": info["marker"], "p_fused": float(prediction.p_fused),
            "prediction": int(prediction.prediction), "cutoff": float(prediction.cutoff),
            "n_slices": int(prediction.n_slices), "model_name": info["model_name"],
-           "model_version": info["model_version"],
+           "model_version": info["model_version"], "p_fused_low": float(prediction.p_fused_low),
+           "p_fused_high": float(prediction.p_fused_high), "p_fused_raw": float(prediction.p_fused_raw),
+           "ood_warning": prediction.ood_warning,
            **{f"p_{m}": float(prediction.probabilities[m]) for m in modalities}}
     results = tables.table_from_rows(scene, f"{patient_id} DMIF results", [row], result_columns(modalities),
                                      results_node)

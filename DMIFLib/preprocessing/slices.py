@@ -141,4 +141,5 @@ def extract_slices(volumes: Mapping[str, sitk.Image], box: OrientedBox, size: in
         images[name] = _resize(crop, size)
     return SliceStack(images=images, slice_indices=slice_indices, slice_axis=axis, patient_id=patient_id, box=box,
                       info={"crop_ijk_lo": lo.tolist(), "crop_ijk_hi": hi.tolist(), "resize_mode": resize_mode,
-                            "crop_extent_mm": [float(e) for e in extents]})
+                            "crop_extent_mm": [float(e) for e in extents],
+                            "spacing_mm": [float(v) for v in spacing]})

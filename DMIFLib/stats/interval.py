@@ -1,6 +1,7 @@
 """A per-patient probability interval from an ensemble of models (e.g. the k fold models of a cross-validation).
 
-Not wired into prediction yet (see docs/trust.md). Probabilities are arrays (K models, n patients).
+Probabilities are arrays (K models, n patients). Prediction uses :func:`logit_half_width` around its own
+p_fused (:mod:`DMIFLib.trust.interval`); docs/trust.md has the measured coverage.
 """
 
 from __future__ import annotations
@@ -41,11 +42,29 @@ def kfold_interval(probabilities: Any, level: float = 0.9) -> tuple[np.ndarray, 
         raise ValueError(f"probabilities must be (K models ≥ 2, n patients), got shape {p.shape}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    k = p.shape[0]
-    z = logit(np.clip(p, 1e-6, 1.0 - 1e-6))
-    mean = z.mean(axis=0)
-    half = student_t.ppf(0.5 * (1.0 + level), k - 1) * z.std(axis=0, ddof=1) * np.sqrt(k - 1) * np.sqrt(1 + 1 / k)
+    mean = logit(np.clip(p, 1e-6, 1.0 - 1e-6)).mean(axis=0)
+    half = logit_half_width(p, level, folds=p.shape[0])
     return expit(mean), expit(mean - half), expit(mean + half)
+
+
+def logit_half_width(probabilities: Any, level: float = 0.9, folds: int | None = None) -> np.ndarray:
+    """Half-width (n,) on the logit scale of a ``level`` prediction interval from K members' probabilities (K, n).
+
+    t_{K−1, (1+level)/2} · σ · √(1 + 1/K), σ the members' logit standard deviation. ``folds`` = the k of a
+    k-fold cross-validation whose fold models the members are: their logits correlate by ρ = (k − 2)/(k − 1), so
+    σ = s·√(k − 1) (see :func:`kfold_interval`); None: independent members (σ = s).
+    """
+    p = np.asarray(probabilities, dtype=float)
+    if p.ndim != 2 or p.shape[0] < 2:
+        raise ValueError(f"probabilities must be (K models ≥ 2, n patients), got shape {p.shape}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if folds is not None and folds < 2:
+        raise ValueError(f"folds must be at least 2, got {folds}")
+    k = p.shape[0]
+    s = logit(np.clip(p, 1e-6, 1.0 - 1e-6)).std(axis=0, ddof=1)
+    inflation = np.sqrt(folds - 1) if folds is not None else 1.0
+    return student_t.ppf(0.5 * (1.0 + level), k - 1) * s * inflation * np.sqrt(1 + 1 / k)
 
 
 def interval_coverage(low: Any, high: Any, repeats: Any) -> float:

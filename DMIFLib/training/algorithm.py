@@ -9,8 +9,9 @@ weights are in ``run.json`` under ``fusion_init``).
 
 The model file keeps each modality's stage-2 DMIF-Net (for ``p_<modality>``) and the stage-3 net (for
 ``p_fused``); a single-modality model has no stage 3, its ``p_fused`` is its DMIF-Net's ``p_<modality>``.
-The cut-off is Youden's on the training patients' ``p_fused`` (train + validation patients); metrics.tsv holds
-the held-out test patients only.
+The cut-off is Youden's on the training patients' ``p_fused`` (train + validation patients), after
+calibration (fitted on the validation patients, :mod:`DMIFLib.trust.training`); metrics.tsv holds the
+held-out test patients only, with ECE and Brier score (``ece_raw``/``brier_raw``: the uncalibrated p_fused).
 
 Run folder ``DIR``: ``model.pt``, ``history.tsv`` (one row per stage and epoch), ``metrics.tsv``,
 ``predictions.tsv`` + ``slice_predictions.tsv`` (test patients), ``split.tsv``, ``run.json`` (provenance),
@@ -49,6 +50,8 @@ from DMIFLib.training.scattering_stage import cached_minet_data
 from DMIFLib.training.split import patient_split, validation_split
 from DMIFLib.training.stacking import weight_branches_from_validation
 from DMIFLib.training.stage import SliceSet, epoch_seed, fit
+from DMIFLib.trust.calibrate import add_calibration_columns
+from DMIFLib.trust.training import calibrate_run, set_training_cohort
 
 if TYPE_CHECKING:
     from DMIFLib.preprocessing.settings import PreprocessSettings
@@ -60,7 +63,7 @@ SPLIT_NAME = "split.tsv"
 RUN_NAME = "run.json"
 HISTORY_COLUMNS = ("stage", "epoch", "epochs", "lr", "loss", "val_loss", "val_auc", "seconds")
 METRIC_COLUMNS = ("level", "model", "n", "n_pos", "n_neg", "auc", "accuracy", "sensitivity", "specificity",
-                  "ppv", "npv", "cutoff", "tp", "fp", "tn", "fn")
+                  "ppv", "npv", "cutoff", "tp", "fp", "tn", "fn", "ece", "brier", "ece_raw", "brier_raw")
 
 
 @dataclass
@@ -401,10 +404,14 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
     if progress is not None:
         progress({"stage": "evaluate", "step": len(names), "steps": len(names), "fraction": 1.0})
     train_ids_all = fit_ids + val_ids
+    set_training_cohort(model, [by_id[i].stack for i in train_ids_all])  # trust: docs/trust.md
     train_preds = [predict_stack(model, by_id[i].stack) for i in train_ids_all]
     test_preds = [predict_stack(model, by_id[i].stack) for i in test_ids]
+    calibrate_run(model, config.calibration, train_preds[len(fit_ids):], [labels[i] for i in val_ids],
+                  train_preds + test_preds)
     rows, cutoffs = evaluation_rows(train_preds, test_preds, [labels[i] for i in train_ids_all],
                                     [labels[i] for i in test_ids], modalities)
+    add_calibration_columns(rows, test_preds, [labels[i] for i in test_ids], modalities)
     model.cutoff = cutoffs[f"patient/{FUSED}"]
     for pred in test_preds:
         pred.cutoff, pred.prediction = model.cutoff, int(pred.p_fused >= model.cutoff)
@@ -429,7 +436,7 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
         "slices": {"train": len(train_set), "val": len(val_set) if val_set else 0},
         "versions": _versions(), "stage_seconds": run.timings, "resumed": checkpoint is not None,
         "last_session_seconds": seconds, "fusion_init": run.fusion_init, "cutoffs": cutoffs, "test_auc": test_auc,
-        **distributed.run_info(),
+        "calibration": model.calibration, **distributed.run_info(),
     }
     atomic_write_text(out / RUN_NAME, json.dumps(run_info, indent=2, default=float) + "\n")
     run.checkpoint_path.unlink(missing_ok=True)

@@ -9,11 +9,15 @@ patients; the run's cut-off is the mean of the folds' cut-offs.
 
 Pooled estimate: a patient's OOF score is the mean of its R repeats' OOF probabilities; the patient-level AUC
 of those scores over all patients has a DeLong CI (:func:`DMIFLib.evaluation.tables.metric_rows`, as
-``dmif evaluate`` computes it from ``oof_predictions.tsv``). Spread: each repeat's own pooled AUC.
+``dmif evaluate`` computes it from ``oof_predictions.tsv``). Spread: each repeat's own pooled AUC. An OOF
+``p_fused`` is its fold model's calibrated p_fused (calibrated on that fold's validation patients), its
+``p_fused_raw`` the uncalibrated one.
 
 Model file: the **ensemble of the K·R fold models** (:class:`DMIFLib.nets.ensemble.NetEnsemble`, mean of the
-members' logits per slice, per modality and fused), with the mean fold cut-off. No refit: the ensemble is
-what the OOF figures estimate best (each member was checked on its held-out fold) and costs no extra training.
+members' logits per slice, per modality and fused), with the mean fold cut-off, a calibration of p_fused fitted
+on the out-of-fold raw p_fused and the fold models as the members of its interval (:mod:`DMIFLib.trust`). No
+refit: the ensemble is what the OOF figures estimate best (each member was checked on its held-out fold) and
+costs no extra training.
 
 Run folder ``DIR``: ``cv.json`` (plan: K, R, seeds, folds, configuration), ``folds/rRfK/`` (each fold's own
 training run folder, with its checkpoint while unfinished), ``slices/`` (slice stacks shared by the folds),
@@ -45,8 +49,8 @@ OOF_NAME = "oof_predictions.tsv"
 FOLDS_NAME = "cv_folds.tsv"
 REPEATS_NAME = "cv_repeats.tsv"
 CV_METRIC_COLUMNS = ("level", "model", "n", "n_pos", "n_neg", "auc", "auc_ci_low", "auc_ci_high", "ci_method",
-                     "accuracy", "sensitivity", "specificity", "ppv", "npv", "cutoff", "auc_repeat_mean",
-                     "auc_repeat_sd", "auc_repeat_min", "auc_repeat_max", "repeats", "folds")
+                     "accuracy", "sensitivity", "specificity", "ppv", "npv", "cutoff", "ece", "brier",
+                     "auc_repeat_mean", "auc_repeat_sd", "auc_repeat_min", "auc_repeat_max", "repeats", "folds")
 
 
 @dataclass
@@ -109,8 +113,9 @@ def _read_fold(folder: Path) -> tuple[dict[str, dict[str, float]], dict]:
     from DMIFLib.evaluation.tables import read_tsv
 
     run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    preds = {r["patient_id"]: {name: float(r[f"p_{name}"]) for name in (*run["modalities"], "fused")}
-             for r in read_tsv(folder / "predictions.tsv")}
+    rows = read_tsv(folder / "predictions.tsv")
+    names = (*run["modalities"], "fused", *(("fused_raw",) if rows and "p_fused_raw" in rows[0] else ()))
+    preds = {r["patient_id"]: {name: float(r[f"p_{name}"]) for name in names} for r in rows}
     return preds, run
 
 
@@ -163,16 +168,20 @@ def _metric_rows(oof: list[dict], modalities: tuple[str, ...], cutoffs: Mapping[
     return rows
 
 
-def _ensemble_model(folders: list[Path], cutoff: float, info: dict):
-    """The ensemble of the fold models (LoadedModel), per modality and fused."""
+def _ensemble_model(folders: list[Path], cutoff: float, info: dict, calibration: str, oof: list[dict]):
+    """The ensemble of the fold models (LoadedModel), per modality and fused, with its calibration fitted on the
+    out-of-fold raw p_fused and the union of the folds' training-cohort profiles (:mod:`DMIFLib.trust.training`)."""
     from DMIFLib.model_file import FUSED, LoadedModel, load_model
     from DMIFLib.nets.ensemble import NetEnsemble
+    from DMIFLib.trust.training import ensemble_trust
 
     models = [load_model(folder / "model.pt", "cpu") for folder in folders]
     first = models[0]
     nets = {name: NetEnsemble([m.nets[name] for m in models]) for name in (*first.modalities, FUSED)}
-    return LoadedModel(nets=nets, modalities=first.modalities, marker=first.marker, settings=first.settings,
-                       cutoff=cutoff, device=first.device, info=info)
+    model = LoadedModel(nets=nets, modalities=first.modalities, marker=first.marker, settings=first.settings,
+                        cutoff=cutoff, device=first.device, info=info)
+    ensemble_trust(model, models, calibration, oof)
+    return model
 
 
 def cross_validate(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, k: int = 5, repeats: int = 1,
@@ -248,8 +257,9 @@ def cross_validate(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, k:
         row.update(prediction=int(row["p_fused"] >= cutoff), cutoff=cutoff)
     rows = _metric_rows(oof, modalities, cutoffs, k, repeats)
     p_cols = [f"p_{m}" for m in MODALITIES if m in modalities]
+    raw_col = ("p_fused_raw",) if all("p_fused_raw" in row for row in oof) else ()
     oof_path = write_tsv(out / OOF_NAME, oof, ("patient_id", "label", "repeat", "fold", *p_cols, "p_fused",
-                                                "prediction", "cutoff"))
+                                                "prediction", "cutoff", *raw_col))
     metrics_path = write_tsv(out / "metrics.tsv", rows, CV_METRIC_COLUMNS)
     fold_columns = tuple(dict.fromkeys(c for row in fold_rows for c in row))
     folds_path = write_tsv(out / FOLDS_NAME, fold_rows, fold_columns)
@@ -268,7 +278,8 @@ def cross_validate(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, k:
             "preset": plan["preset"], "seed": plan["seed"], "cohort_sha256": plan["cohort_sha256"],
             "cutoffs": cutoffs, "config": fold_runs[0]["config"],
             "trained_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    model_path = save_model(out / "model.pt", _ensemble_model(folders, cutoff, info))
+    model_path = save_model(out / "model.pt", _ensemble_model(folders, cutoff, info,
+                                                              fold_runs[0]["config"].get("calibration", "none"), oof))
     seconds = time.perf_counter() - started
     run_info = {"cohort": plan["cohort"], "cohort_sha256": plan["cohort_sha256"], "preset": plan["preset"],
                 "overrides": plan["overrides"], "config": fold_runs[0]["config"], "seed": plan["seed"],

@@ -34,6 +34,8 @@ class TrainConfig:
     augment: ``AugmentConfig`` fields, or None for no augmentation. modalities: None = every modality that
     all patients have. scattering_cache: train MI-Net (stage 1) from cached scattering coefficients, with only
     the augmentations the cache applies exactly (flips, brightness, intensity scaling).
+    calibration: how p_fused is calibrated on the validation patients: "temperature" (default), "platt",
+    "isotonic" or "none" (docs/trust.md).
     """
 
     preset: str = "paper"
@@ -54,6 +56,7 @@ class TrainConfig:
     marker: str = "1p/19q co-deletion"
     scattering_cache: bool = False
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    calibration: str = "temperature"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -112,7 +115,9 @@ class TrainConfig:
             return "preprocessing and net_overrides must be JSON objects"
         if self.modalities is not None and not all(isinstance(m, str) for m in self.modalities):
             return f"modalities = {list(self.modalities)!r}: modality names are needed"
-        return None
+        from DMIFLib.trust.calibrate import calibration_problem
+
+        return calibration_problem(self.calibration)
 
 
 _PRESETS: dict[str, dict[str, Any]] = {

@@ -175,9 +175,12 @@ class PredictLogic:
 
     @staticmethod
     def summary(prediction) -> str:
-        """'0.734 → positive (cut-off 0.45)' for the panel."""
-        verdict = "positive" if prediction.prediction else "negative"
-        return f"{prediction.p_fused:.3f} → {verdict} (cut-off {prediction.cutoff:.2f})"
+        """'0.78 (0.64–0.88) → positive (cut-off 0.45)' for the panel: calibrated probability, its 90 % interval
+        and, for a case unlike the training cohort, the warning (DMIFLib.trust)."""
+        from DMIFLib.trust.prediction import summary
+
+        return summary(prediction.p_fused, prediction.p_fused_low, prediction.p_fused_high, prediction.prediction,
+                       prediction.cutoff, prediction.ood_warning)
 
 
 def selfTestCase(scene: slicer.vtkMRMLScene, folder, backendFactory: Callable | None = None,
