@@ -97,8 +97,9 @@ def test_one_html_and_pdf_report_per_case(predicted):
     _, out, _ = predicted
     assert sorted(p.name for p in (out / "reports").iterdir()) == ["P1.html", "P1.pdf", "P2.html", "P2.pdf"]
     page = (out / "reports" / "P1.html").read_text(encoding="utf-8")
-    p_fused = float(read_tsv(out / "predictions.tsv")[0]["p_fused"])
-    for text in ("Research use only", f"{p_fused:.2f} (no interval)", "Not calibrated", "tiny test model",
+    row = read_tsv(out / "predictions.tsv")[0]  # an untrained model file: no calibration; a TTA interval
+    interval = f"{float(row['p_fused']):.2f} ({float(row['p_fused_low']):.2f}–{float(row['p_fused_high']):.2f})"
+    for text in ("Research use only", interval, "Not calibrated", "tiny test model",
                  "train 30, val 8, test 10 (total 48)", "AUC patient/fused 0.810", "2026-11-30T10:00:00Z",
                  "Preprocessing QA", "No registration checkerboard", "gradcam"):
         assert text in page, text
@@ -128,7 +129,8 @@ def _report(saliency_scale: float, row: dict[str, str] | None = None, qa: dict |
                   "cutoff": "0.500000", "n_slices": "8"}
     return CaseReport(patient_id="C1", marker="1p/19q co-deletion", row=row, reference_name="t1c",
                       reference=reference, box=box, saliency={"t1c": saliency}, saliency_method="gradcam",
-                      model={"model": "m"}, qa_png=qa or {}, qa_notes=["a note"], warnings=["a warning"])
+                      model={"model": "m"}, qa_png=qa or {}, qa_notes=["a note"], warnings=["a warning"],
+                      calibration="temperature" if "p_fused_raw" in row else None)
 
 
 def test_interval_calibration_and_ood_columns_are_shown_when_present():
@@ -140,11 +142,17 @@ def test_interval_calibration_and_ood_columns_are_shown_when_present():
     report.warnings = case_warnings(report)
     page = html_page(report)
     assert "P(1p/19q co-deletion) = 0.78 (0.64–0.88)" in page
-    assert "raw network score 0.91" in page and "Outside what the model has seen: slice spacing 7 mm" in page
+    assert "Calibrated (temperature)" in page and "raw network score 0.91" in page
+    assert "Outside what the model has seen: slice spacing 7 mm" in page
     assert "no interval" not in page.lower()
     plain = _report(1.0)
     plain.warnings = case_warnings(plain)
     assert "0.78 (no interval)" in html_page(plain) and "No interval for this probability." in plain.warnings
+    # a method without calibration or interval writes "nan" in those columns (docs/trust.md)
+    nan_row = _report(1.0, row={"patient_id": "C1", "p_fused": "0.78", "p_fused_raw": "nan", "p_fused_low": "nan",
+                                "p_fused_high": "nan", "ood_warning": "", "prediction": "1", "cutoff": "0.5"})
+    nan_row.calibration = None
+    assert "0.78 (no interval)" in html_page(nan_row) and "Not calibrated" in html_page(nan_row)
 
 
 def _colour_pixels(png) -> int:

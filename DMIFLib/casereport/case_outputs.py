@@ -40,7 +40,8 @@ def build_case_report(model: Any, stack: Any, prediction: Any, reference_name: s
     report = CaseReport(patient_id=str(prediction.patient_id), marker=str(model.marker),
                         row=prediction_row(prediction, tuple(model.modalities)), reference_name=reference_name,
                         reference=reference, box=stack.box, saliency=saliency, saliency_method=method,
-                        model=model_provenance(model), qa_png=qa_png, qa_notes=qa_notes)
+                        model=model_provenance(model), qa_png=qa_png, qa_notes=qa_notes,
+                        calibration=(getattr(model, "calibration", None) or {}).get("method"))
     report.warnings = case_warnings(report)
     return report
 

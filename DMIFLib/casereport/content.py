@@ -1,13 +1,15 @@
 """What a case report holds, and how it is gathered from a prediction, the model file and the preprocessing.
 
 The probability and its interval come from the case's ``predictions.tsv`` row, whatever columns it has: the
-calibration columns ``p_fused_raw``, ``p_fused_low``, ``p_fused_high`` and ``ood_warning`` are used when present
-and the report says "no interval" / "not calibrated" when they are absent.
+columns ``p_fused_raw``, ``p_fused_low``, ``p_fused_high`` and ``ood_warning`` are used when they hold numbers/text
+and the report says "no interval" when they are absent or ``nan``; "calibrated" only when the model file holds a
+calibration (``CaseReport.calibration``, the calibrator's kind).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,7 +37,8 @@ class CaseReport:
     """Everything one case report shows. Images are SimpleITK (LPS); ``saliency`` maps lie on ``reference``'s grid.
 
     ``row``: the case's ``predictions.tsv`` row as text; ``model``: provenance label -> text; ``qa_png``: title ->
-    PNG bytes (registration checkerboards, the box); ``qa_notes``: lines of text; ``warnings``: lines of text.
+    PNG bytes (registration checkerboards, the box); ``qa_notes``: lines of text; ``warnings``: lines of text;
+    ``calibration``: the model's calibrator ("temperature", "platt", "isotonic"), None when uncalibrated.
     """
 
     patient_id: str
@@ -50,13 +53,15 @@ class CaseReport:
     qa_png: Mapping[str, bytes] = field(default_factory=dict)
     qa_notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    calibration: str | None = None
 
     def number(self, column: str) -> float | None:
-        """The row's ``column`` as a float, None when absent, empty or not a number."""
+        """The row's ``column`` as a float, None when absent, empty, not a number or not finite ("nan")."""
         try:
-            return float(self.row[column])
+            value = float(self.row[column])
         except (KeyError, TypeError, ValueError):
             return None
+        return value if math.isfinite(value) else None
 
     @property
     def interval(self) -> tuple[float, float] | None:
@@ -72,10 +77,11 @@ class CaseReport:
 
     def calibration_note(self) -> str:
         raw = self.number("p_fused_raw")
-        if raw is None:
+        if self.calibration is None or raw is None:
             return ("Not calibrated: the probability is the network's output (mean over slices); read it as a score "
                     "that ranks patients, not as a frequency.")
-        return f"Calibrated on the model's validation patients (raw network score {raw:.2f})."
+        return (f"Calibrated ({self.calibration}) on the model's validation patients (raw network score "
+                f"{raw:.2f}).")
 
     def interval_note(self) -> str:
         if self.interval is None:
