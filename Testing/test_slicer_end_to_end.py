@@ -137,7 +137,8 @@ def test_headless_batch_writes_predictions_and_scene_under_plain_python(syntheti
     assert done.returncode == 0, done.stderr
     with open(out / "predictions.tsv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
-    assert list(rows[0]) == ["patient_id", "p_t1c", "p_t2w", "p_fused", "prediction", "cutoff", "n_slices"]
+    assert list(rows[0]) == ["patient_id", "p_t1c", "p_t2w", "p_fused", "prediction", "cutoff", "n_slices",
+                             "p_fused_raw", "p_fused_low", "p_fused_high", "ood_warning"]
     assert [r["patient_id"] for r in rows] == ["SYN001", "SYN002", "SYN003"]
 
     scene = load_scene(out / "DMIF_predictions.mrml")
@@ -148,6 +149,7 @@ def test_headless_batch_writes_predictions_and_scene_under_plain_python(syntheti
     assert list(first) == result_columns(("t1c", "t2w"))
     assert first["marker"] == ["1p/19q co-deletion"]
     assert first["p_fused"][0] == pytest.approx(float(rows[0]["p_fused"]), abs=1e-6)
+    assert first["p_fused_low"][0] <= first["p_fused"][0] <= first["p_fused_high"][0]
     sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     item = sh.GetItemByDataNode(scene.GetFirstNodeByName("SYN001 DMIF results"))
     assert sh.GetItemName(sh.GetItemParent(item)) == "SYN001"

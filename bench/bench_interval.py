@@ -9,7 +9,7 @@ models' intervals, on the raw scale (every run with ``calibration: none``, so th
 interval, not the variability of the calibration fit). Also printed: the interval widths and, as a reference,
 the width of the retrained models' own 5–95 % range per patient.
 
-    python bench/bench_interval.py --patients 16 --repeats 6 --test 12 --work bench-output/interval
+    python bench/bench_interval.py --patients 12 --repeats 5 --test 8 --epochs 2 --work bench-output/interval
 
 Tiny nets on 32×32 slices (as the tests) so that it runs on a CPU in minutes; ``--epochs`` per stage.
 """
