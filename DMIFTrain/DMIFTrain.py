@@ -47,7 +47,9 @@ class DMIFTrain(ScriptedLoadableModule):
             "loaded in the scene, an output folder and a preset, then click Train. Training runs in a separate "
             "process; Cancel stops it and Resume continues from the last checkpoint. At the end the test-set "
             "metrics (the paper's Table 2 columns), the training history and the ROC curve appear as tables and "
-            "plots, and the model file can be used in DMIF Predict. Research use only. "
+            "plots, and the model file can be used in DMIF Predict. With cross-validation folds set, every patient "
+            "is predicted by a fold model that never saw it: the metrics, per-fold AUCs and ROC curve are then "
+            "out-of-fold, and the model file is the ensemble of the fold models. Research use only. "
             'Supported: 3D Slicer 5.10 and 5.12. See the <a href="{url}">documentation</a>.'
         ).format(url=DOCUMENTATION_URL)
         self.parent.acknowledgementText = _(
@@ -64,6 +66,8 @@ class DMIFTrainParameterNode:
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
     outputFolder: str = ""
     resume: bool = False
+    cvFolds: Annotated[int, WithinRange(0, 20)] = 0
+    cvRepeats: Annotated[int, WithinRange(1, 10)] = 1
     overridePreset: bool = False
     epochs: Annotated[int, WithinRange(1, 1000)] = 150
     batchSize: Annotated[int, WithinRange(1, 1024)] = 64
@@ -177,6 +181,7 @@ class DMIFTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for widget in (self.ui.epochsSpinBox, self.ui.batchSizeSpinBox, self.ui.learningRateSpinBox,
                        self.ui.seedSpinBox):
             widget.enabled = parameters.overridePreset
+        self.ui.cvRepeatsSpinBox.enabled = parameters.cvFolds > 0
 
     def onBuildCohort(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to build a cohort from the scene."), waitCursor=True):
@@ -203,7 +208,8 @@ class DMIFTrainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._worker = self.logic.startTraining(
                 cohortCsv, str(parameters.outputFolder), preset=parameters.preset, device=parameters.device,
                 resume=parameters.resume, overrides=self.logic.overridesFromParameters(parameters),
-                marker=parameters.marker, method=parameters.method)
+                marker=parameters.marker, method=parameters.method, cvFolds=parameters.cvFolds or None,
+                cvRepeats=parameters.cvRepeats)
             self.ui.cohortPathLineEdit.addCurrentPathToHistory()
             self.ui.outputFolderLineEdit.addCurrentPathToHistory()
             self.ui.applyButton.text = _("Cancel")

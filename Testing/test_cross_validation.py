@@ -184,3 +184,28 @@ def test_train_module_command_takes_the_cv_option():
     text, _ = logic.describeEvent({"stage": "stage1/t1c/dfnet", "epoch": 1, "epochs": 4, "repeat": 1, "repeats": 2,
                                    "fold": 3, "folds": 5, "fraction": 0.3})
     assert text.startswith("repeat 1/2 fold 3/5 · stage1/t1c/dfnet")
+
+
+def test_train_module_loads_a_cross_validation_run(cv_run):
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("slicer", reason="the PyPI package slicer-core is needed")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "DMIFTrain"))
+    from DMIFTrainLib.logic import TrainLogic
+
+    from DMIFLib.mrml import tables
+    from DMIFLib.mrml.scene import new_scene
+
+    _, result, _ = cv_run
+    scene = new_scene()
+    nodes = TrainLogic().loadResults(scene, result.out_dir)
+    pooled = {row["model"]: float(row["auc"]) for row in read_tsv(result.metrics_path)}
+    shown = tables.table_columns(nodes.metrics)
+    fused = shown["model"].index("DMIF-Net (multimodal)")
+    assert float(shown["auc"][fused]) == pytest.approx(pooled["fused"], abs=1e-6)
+    assert float(nodes.roc.GetAttribute("DMIF.auc")) == pytest.approx(pooled["fused"], abs=1e-6)
+    assert "out-of-fold" in nodes.roc.GetTitle()
+    assert nodes.history.GetNumberOfRows() == K * REPEATS
+    assert nodes.historyChart.GetNumberOfPlotSeriesNodes() == 3  # t1c, t2w, fused per fold
+    assert nodes.modelPath == result.model_path

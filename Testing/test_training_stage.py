@@ -84,3 +84,30 @@ def test_cuda_mixed_precision_fit_and_resume_match():
     _fit(resumed, epochs=2, resume=states[0], device="cuda")
     for key, value in net.state_dict().items():
         assert torch.allclose(value, resumed.state_dict()[key]), key
+
+
+@pytest.mark.parametrize("keep_last", [False, True])
+def test_keep_last_ends_with_the_last_epoch_instead_of_the_best(keep_last):
+    # validation labels flipped: the better the net learns, the higher the validation loss, so epoch 1 is "best"
+    val = _data(32, 1)
+    val = SliceSet(val.x, 1 - val.y)
+    torch.manual_seed(0)
+    net, states = SmallNet(), []
+    result = fit(net, _data(64, 0), val, lr=1e-2, batch_size=16, device="cpu", seed=3, stage="s", epochs=4,
+                 checkpoint=states.append, keep_last=keep_last)
+    losses = [row["val_loss"] for row in result.history]
+    assert losses.index(min(losses)) == 0 and losses[-1] > losses[0]
+    expected = states[-1]["net"] if keep_last else states[0]["net"]
+    for key, value in net.state_dict().items():
+        assert torch.equal(value.cpu(), expected[key].cpu()), key
+
+
+def test_keep_last_epoch_setting():
+    from DMIFLib.training.errors import TrainingError
+    from DMIFLib.training.presets import make_config
+
+    assert make_config("quick").keep_last_epoch == ("stage1/minet",)
+    assert make_config("paper").keep_last_epoch == ()  # Algorithm 1 as published: the best validation-loss epoch
+    assert make_config("paper", {"keep_last_epoch": "stage2"}).keep_last_epoch == ("stage2",)
+    with pytest.raises(TrainingError, match="keep_last_epoch"):
+        make_config("quick", {"keep_last_epoch": ["stage4"]})

@@ -17,6 +17,7 @@ set-up; ``full`` (default) runs ``dmif preprocess``'s pipeline.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -90,7 +91,7 @@ def _cv_sizes(args: argparse.Namespace) -> int:
         cohort = work / f"synth-{n}" / "cohort.csv"
         if not cohort.is_file():
             _timed(f"synthesise {n} patients", synthesize_cohort, cohort.parent, n, args.seed, workers=args.workers)
-        overrides = {"seed": args.train_seed}
+        overrides = {**args.overrides, "seed": args.train_seed}
         if args.preprocessing == "full":
             from DMIFLib.preprocessing.cohort_runner import preprocess_cohort
 
@@ -127,6 +128,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cv", type=int, default=None, metavar="K", help="cross-validation runs instead")
     parser.add_argument("--repeats", type=int, default=2, help="with --cv: repeats of the K folds")
     parser.add_argument("--sizes", type=int, nargs="+", default=[30, 60, 120], help="with --cv: cohort sizes")
+    parser.add_argument("--overrides", type=json.loads, default={}, metavar="JSON",
+                        help="TrainConfig fields on top of the preset, as `dmif train --overrides`")
     args = parser.parse_args(argv)
 
     import torch
@@ -145,7 +148,7 @@ def main(argv=None) -> int:
     if not cohort.is_file():
         _timed(f"synthesise {args.patients} patients", synthesize_cohort, cohort.parent, args.patients, args.seed,
                workers=args.workers)
-    overrides = {"seed": args.train_seed}
+    overrides = {**args.overrides, "seed": args.train_seed}
     if args.preprocessing == "full":
         cohort, _ = _timed("preprocess (cached per case)", preprocess_cohort, cohort, work / "preprocessed",
                            workers=args.workers)

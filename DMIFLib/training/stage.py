@@ -109,8 +109,10 @@ def fit(net: nn.Module, train: SliceSet, val: SliceSet | None, *, lr: float, epo
         device: str | torch.device = "auto", augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         seed: int = 0, stage: str = "fit", patience: int = 5, forward: Callable | None = None,
         progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
-        checkpoint: Callable[[dict], None] | None = None, resume: dict | None = None) -> FitResult:
-    """Train ``net`` in place for ``epochs`` epochs and leave it holding the best-validation-loss weights.
+        checkpoint: Callable[[dict], None] | None = None, resume: dict | None = None,
+        keep_last: bool = False) -> FitResult:
+    """Train ``net`` in place for ``epochs`` epochs and leave it holding the best-validation-loss weights
+    (``keep_last``: the last epoch's weights; the validation loss still drives ReduceLROnPlateau).
 
     ``train``/``val``: slices (N, C, H, W) float32 with labels (N,) 0/1 (CPU tensors; batches move to
     ``device``). ``augment`` maps a training batch to the net's (augmented) input, e.g. (B, C, H, W) ->
@@ -198,7 +200,7 @@ def fit(net: nn.Module, train: SliceSet, val: SliceSet | None, *, lr: float, epo
             progress(dict(row))
         if checkpoint is not None:
             checkpoint(fit_state(net, optimizer, scheduler, scaler, epoch + 1, best_state, result))
-    if best_state is not None:
+    if best_state is not None and not keep_last:
         net.load_state_dict(best_state)
     return result
 

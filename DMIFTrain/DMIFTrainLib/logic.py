@@ -263,14 +263,18 @@ class TrainLogic:
         """The nodes of a finished run in ``outputFolder``: the test-set metrics in the paper's Table 2 columns
         (patient and slice level, 95% CIs; ``dmif evaluate`` on the run's test predictions), the history table
         and chart, the ROC chart of the test patients (fused probability), grouped in a subject-hierarchy
-        folder. Raises MRMLError when the run is not finished."""
+        folder. A cross-validation run (``--cv``) gives the pooled out-of-fold metrics, its folds table
+        (``cv_folds.tsv``, with a chart of each fold's test AUCs) in place of the history, and the out-of-fold ROC
+        (see :meth:`loadCrossValidationResults`). Raises MRMLError when the run is not finished."""
         from DMIFLib.evaluation.evaluate import evaluate_predictions
-        from DMIFLib.mrml import tables
         from DMIFLib.mrml.results import history_nodes, read_table_file, roc_nodes, table_from_file
         from DMIFLib.mrml.scene import MRMLError
         from DMIFLib.training.algorithm import HISTORY_NAME, MODEL_NAME, RUN_NAME, SPLIT_NAME
+        from DMIFLib.training.cross_validation import CV_PLAN
 
         out = Path(outputFolder)
+        if (out / CV_PLAN).is_file():
+            return self.loadCrossValidationResults(scene, out, metricsTable, historyTable, rocChart)
         missing = [n for n in (MODEL_NAME, RUN_NAME, HISTORY_NAME, SPLIT_NAME, "predictions.tsv")
                    if not (out / n).is_file()]
         if missing:
@@ -286,13 +290,57 @@ class TrainLogic:
         rocTable, roc = roc_nodes(scene, [labels[str(r["patient_id"])] for r in tested],
                                   [float(r["p_fused"]) for r in tested], "DMIF ROC (test patients)",
                                   chart=rocChart)
+        return self._grouped(scene, out, metrics, history, historyChart, rocTable, roc)
+
+    def loadCrossValidationResults(self, scene: slicer.vtkMRMLScene, outputFolder, metricsTable=None,
+                                   historyTable=None, rocChart=None) -> TrainNodes:
+        """The nodes of a finished cross-validation run: the pooled out-of-fold metrics (Table 2 columns;
+        ``dmif evaluate`` on ``oof_predictions.tsv``: a patient's score is the mean of its repeats, cut-offs from
+        the folds' training patients), the folds table ``cv_folds.tsv`` (plus a running ``fold_index``) with a
+        chart of each fold's patient-level test AUCs, and the out-of-fold ROC of p_fused."""
+        from DMIFLib.evaluation.evaluate import evaluate_predictions, mean_over_repeats
+        from DMIFLib.mrml import tables
+        from DMIFLib.mrml.results import read_table_file, roc_nodes, table_from_file
+        from DMIFLib.mrml.scene import MRMLError
+        from DMIFLib.training.algorithm import MODEL_NAME, RUN_NAME
+        from DMIFLib.training.cross_validation import FOLDS_NAME, OOF_NAME
+
+        out = Path(outputFolder)
+        missing = [n for n in (MODEL_NAME, RUN_NAME, OOF_NAME, FOLDS_NAME) if not (out / n).is_file()]
+        if missing:
+            raise MRMLError(f"{out}: no finished cross-validation run ({', '.join(missing)} missing)")
+        run = json.loads((out / RUN_NAME).read_text(encoding="utf-8"))
+        tables_out = evaluate_predictions(out / OOF_NAME, run["cohort"], out / "evaluation")
+        metrics = table_from_file(scene, tables_out["table2"], "DMIF metrics (cross-validation, out-of-fold)",
+                                  metricsTable)
+        columns, folds = read_table_file(out / FOLDS_NAME)
+        for index, row in enumerate(folds, start=1):
+            row["fold_index"] = index
+        history = tables.table_from_rows(scene, "DMIF cross-validation folds", folds, ["fold_index", *columns],
+                                         historyTable)
+        curves = [c for c in columns if c.startswith("auc_patient_")]
+        historyChart = tables.plot_chart(scene, "DMIF cross-validation folds plot", history, "fold_index", curves,
+                                         "fold (repeat by repeat)", "test AUC (patient level)")
+        _, oof = read_table_file(out / OOF_NAME)
+        _, scores = mean_over_repeats([str(r["patient_id"]) for r in oof],
+                                      {"label": [float(r["label"]) for r in oof],
+                                       "p_fused": [float(r["p_fused"]) for r in oof]})
+        rocTable, roc = roc_nodes(scene, scores["label"].astype(int), scores["p_fused"],
+                                  "DMIF ROC (out-of-fold)", chart=rocChart)
+        return self._grouped(scene, out, metrics, history, historyChart, rocTable, roc)
+
+    @staticmethod
+    def _grouped(scene, out: Path, metrics, history, historyChart, rocTable, roc) -> TrainNodes:
+        """The result nodes under one subject-hierarchy folder ``DMIF training <run folder name>``."""
+        from DMIFLib.mrml import tables
+        from DMIFLib.training.algorithm import MODEL_NAME
+
         sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
         folder = sh.CreateFolderItem(sh.GetSceneItemID(), f"DMIF training {out.name}")
         tables.place_under(scene, folder, [metrics, history, historyChart, rocTable, roc])
-        for index in range(roc.GetNumberOfPlotSeriesNodes()):
-            tables.place_under(scene, folder, [roc.GetNthPlotSeriesNode(index)])
-        for index in range(historyChart.GetNumberOfPlotSeriesNodes()):
-            tables.place_under(scene, folder, [historyChart.GetNthPlotSeriesNode(index)])
+        for chart in (roc, historyChart):
+            for index in range(chart.GetNumberOfPlotSeriesNodes()):
+                tables.place_under(scene, folder, [chart.GetNthPlotSeriesNode(index)])
         return TrainNodes(metrics=metrics, history=history, historyChart=historyChart, roc=roc, rocTable=rocTable,
                           modelPath=out / MODEL_NAME, folderItem=folder)
 
