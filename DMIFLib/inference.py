@@ -72,12 +72,7 @@ def _predict_raw(model: LoadedModel, stack, batch_size: int = 64) -> CasePredict
     from DMIFLib.training.stage import predict_proba
 
     who = stack.patient_id or "slice stack"
-    if stack.n_slices == 0:
-        raise ValueError(f"{who}: no slice inside the ROI box")
-    x = torch.from_numpy(np.ascontiguousarray(stack.stacked(model.modalities), dtype=np.float32))
-    size = model.settings.slice_size
-    if tuple(x.shape[-2:]) != (size, size):
-        raise ValueError(f"{who}: slices are {tuple(x.shape[-2:])}, the model needs {size}×{size}")
+    x = stack_input(model, stack)
     if _shares_scattering(model):
         slices = _predict_shared(model, x, batch_size)
     else:
@@ -94,6 +89,20 @@ def _predict_raw(model: LoadedModel, stack, batch_size: int = 64) -> CasePredict
         p_fused=p_fused, prediction=int(p_fused >= model.cutoff), cutoff=model.cutoff, n_slices=stack.n_slices,
         slice_probabilities=slices, slice_indices=np.asarray(stack.slice_indices),
     )
+
+
+def stack_input(model: LoadedModel, stack) -> torch.Tensor:
+    """The model's input (n, M, S, S) float32 of a ``SliceStack``: its modalities stacked as channels in the
+    model's order. Raises ``ValueError`` naming the patient for an empty stack or a slice size other than the
+    model's."""
+    who = stack.patient_id or "slice stack"
+    if stack.n_slices == 0:
+        raise ValueError(f"{who}: no slice inside the ROI box")
+    x = torch.from_numpy(np.ascontiguousarray(stack.stacked(model.modalities), dtype=np.float32))
+    size = model.settings.slice_size
+    if tuple(x.shape[-2:]) != (size, size):
+        raise ValueError(f"{who}: slices are {tuple(x.shape[-2:])}, the model needs {size}×{size}")
+    return x
 
 
 def predict_case(model: LoadedModel, case) -> CasePrediction:

@@ -270,6 +270,18 @@ def training_settings(config: TrainConfig, cohort: dict[str, Any] | None, cohort
     return merged
 
 
+def training_cases(config: TrainConfig, cohort_csv: Path) -> list:
+    """The labelled ``CohortCase`` rows of ``cohort_csv``; sets ``config.modalities`` (when unset: every modality
+    all cases have). Raises ``CohortError`` / ``TrainingError`` naming the file when a case or input file is bad."""
+    cases = read_cohort(cohort_csv, require_labels=True, require_modalities=config.modalities or ())
+    config.modalities = config.modalities or tuple(m for m in MODALITIES if all(m in c.images for c in cases))
+    unreadable = unreadable_inputs(cases)
+    if unreadable:
+        raise TrainingError(f"{cohort_csv}: {len(unreadable)} input file(s) cannot be read, nothing was trained: "
+                            + "; ".join(unreadable))
+    return cases
+
+
 def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, preset: str = "quick",
                  device: str = "auto", resume: bool = False, progress: Callable[[dict], None] | None = None,
                  cancel: threading.Event | None = None, overrides: dict[str, Any] | None = None, *,
@@ -300,13 +312,8 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
     checkpoint = _prepare_out_dir(out, resume)
     config = TrainConfig.from_dict(checkpoint["config"]) if checkpoint else config
     settings = training_settings(config, cohort_preprocessing, cohort_csv)
-    cases = read_cohort(cohort_csv, require_labels=True, require_modalities=config.modalities or ())
-    modalities = config.modalities or tuple(m for m in MODALITIES if all(m in c.images for c in cases))
-    config.modalities = modalities
-    unreadable = unreadable_inputs(cases)
-    if unreadable:
-        raise TrainingError(f"{cohort_csv}: {len(unreadable)} input file(s) cannot be read, nothing was trained: "
-                            + "; ".join(unreadable))
+    cases = training_cases(config, cohort_csv)
+    modalities = config.modalities
     run = _Run(cohort_csv, out, config, torch_device, progress, cancel)
     if checkpoint:
         if checkpoint["cohort_sha256"] != run.cohort_sha256:

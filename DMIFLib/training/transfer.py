@@ -35,8 +35,8 @@ import torch
 from torch import nn
 
 from DMIFLib.atomic import atomic_write_text
-from DMIFLib.cohort import MODALITIES, read_cohort
-from DMIFLib.inference import CasePrediction, prediction_tables
+from DMIFLib.cohort import read_cohort
+from DMIFLib.inference import CasePrediction, prediction_tables, stack_input
 from DMIFLib.model_file import FUSED, LoadedModel, content_problem, model_dict, save_model
 from DMIFLib.nets.late_fusion import COMBINERS, LateFusion, LateFusionNet, fit_late_fusion
 from DMIFLib.nets.transfer import (
@@ -64,11 +64,12 @@ from DMIFLib.training.algorithm import (
     _tsv,
     _versions,
     evaluation_rows,
+    training_cases,
     training_settings,
 )
 from DMIFLib.training.augment import AugmentConfig, SliceAugmenter
 from DMIFLib.training.checkpoint import CHECKPOINT_NAME, save_checkpoint
-from DMIFLib.training.data import load_cohort_slices, unreadable_inputs
+from DMIFLib.training.data import load_cohort_slices
 from DMIFLib.training.device import resolve_device
 from DMIFLib.training.errors import TrainingError
 from DMIFLib.training.presets import TrainConfig, make_config
@@ -182,12 +183,7 @@ def predict_transfer_stack(model: LoadedModel, stack, batch_size: int = 64) -> C
     Raises ``ValueError`` naming the patient for an empty stack, a slice size the model was not trained on, or
     non-finite probabilities."""
     who = stack.patient_id or "slice stack"
-    if stack.n_slices == 0:
-        raise ValueError(f"{who}: no slice inside the ROI box")
-    x = torch.from_numpy(np.ascontiguousarray(stack.stacked(model.modalities), dtype=np.float32))
-    size = model.settings.slice_size
-    if tuple(x.shape[-2:]) != (size, size):
-        raise ValueError(f"{who}: slices are {tuple(x.shape[-2:])}, the model needs {size}×{size}")
+    x = stack_input(model, stack)
     slices = {m: predict_proba(model.nets[m], x[:, i:i + 1], batch_size, model.device)
               for i, m in enumerate(model.modalities)}
     fused = model.nets[FUSED]
@@ -280,13 +276,8 @@ def train_transfer(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pr
         user_overrides = dict(overrides or {})
     cohort_preprocessing = cohort_settings(read_cohort(cohort_csv, require_labels=True), cohort_csv)
     preprocess = training_settings(config, cohort_preprocessing, cohort_csv)
-    cases = read_cohort(cohort_csv, require_labels=True, require_modalities=config.modalities or ())
-    modalities = config.modalities or tuple(m for m in MODALITIES if all(m in c.images for c in cases))
-    config.modalities = modalities
-    unreadable = unreadable_inputs(cases)
-    if unreadable:
-        raise TrainingError(f"{cohort_csv}: {len(unreadable)} input file(s) cannot be read, nothing was trained: "
-                            + "; ".join(unreadable))
+    cases = training_cases(config, cohort_csv)
+    modalities = config.modalities
     cohort_sha = _sha256(cohort_csv)
     if checkpoint is not None and checkpoint["cohort_sha256"] != cohort_sha:
         raise TrainingError(f"{cohort_csv}: the cohort table changed since {out / CHECKPOINT_NAME} was written; "
