@@ -149,6 +149,8 @@ def test_channel_fusion_resumes_to_the_same_model(cohort, tmp_path):
         method.train(cohort, tmp_path / "cut", device="cpu", overrides=overrides, progress=stop_in_flair,
                      cancel=cancel)
     assert (tmp_path / "cut" / "checkpoint.pt").is_file() and not (tmp_path / "cut" / "model.pt").exists()
+    with pytest.raises(TrainingError, match="a transfer run, not a dmif run; resume it with --method transfer"):
+        get_method("dmif").train(cohort, tmp_path / "cut", device="cpu", resume=True)
     resumed = method.train(cohort, tmp_path / "cut", device="cpu", resume=True)
     a, b = (torch.load(r.model_path, weights_only=True) for r in (whole, resumed))
     assert set(a["nets"]) == {"t1c", "flair", "fused"}

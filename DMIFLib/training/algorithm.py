@@ -310,6 +310,9 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
     config = None if resume else make_config(preset, overrides)
     cohort_preprocessing = cohort_settings(read_cohort(cohort_csv, require_labels=True), cohort_csv)
     checkpoint = _prepare_out_dir(out, resume)
+    if checkpoint and checkpoint.get("method", "dmif") != "dmif":  # another method's checkpoint (training/transfer)
+        raise TrainingError(f"{out / CHECKPOINT_NAME}: a {checkpoint['method']} run, not a dmif run; resume it with "
+                            f"--method {checkpoint['method']}")
     config = TrainConfig.from_dict(checkpoint["config"]) if checkpoint else config
     settings = training_settings(config, cohort_preprocessing, cohort_csv)
     cases = training_cases(config, cohort_csv)

@@ -264,7 +264,7 @@ def train_transfer(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pr
     if checkpoint is not None:
         if checkpoint.get("method") != METHOD:
             raise TrainingError(f"{out / CHECKPOINT_NAME}: a {checkpoint.get('method', 'dmif')} run, not a transfer "
-                                "run; resume it with its own --method")
+                                f"run; resume it with --method {checkpoint.get('method', 'dmif')}")
         settings = TransferSettings.from_dict(checkpoint["transfer"])
         config = TrainConfig.from_dict(checkpoint["config"])
         user_overrides = checkpoint["overrides"]
