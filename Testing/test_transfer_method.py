@@ -104,6 +104,12 @@ def test_predict_and_batch_reproduce_the_training_predictions(late_run, cohort, 
     for pid, row in trained.items():
         for column in ("p_t1c", "p_t2w", "p_flair", "p_fused", "prediction"):
             assert float(predicted[pid][column]) == pytest.approx(float(row[column]), abs=2e-6)
+    done = run_cli("evaluate", "--predictions", tmp_path / "pred" / "predictions.tsv", "--cohort", cohort,
+                   "--out", tmp_path / "eval", "--model", late_run.model_path)
+    assert done.returncode == 0, done.stderr  # the rows are named after the model's method, not DMIF-Net
+    names = {r["model"] for r in read_tsv(tmp_path / "eval" / "table2_metrics.tsv")}
+    assert "transfer-learning CNNs (multimodal)" in names and "T1C transfer-learning CNNs" in names
+    assert not any("DMIF-Net" in name for name in names)
     pytest.importorskip("slicer", reason="the PyPI package slicer-core is needed")
     done = run_cli(subset, late_run.model_path, tmp_path / "batch", "--device", "cpu", script=ROOT / "DMIFBatch.py")
     assert done.returncode == 0, done.stderr

@@ -37,11 +37,23 @@ def score_columns(header) -> list[str]:
     return [f"p_{m}" for m in MODALITIES if f"p_{m}" in header] + (["p_fused"] if "p_fused" in header else [])
 
 
-def model_name(column: str, n_modalities: int) -> str:
-    """Row name for a score column, e.g. ``p_t1c`` -> ``T1C DMIF-Net``, ``p_fused`` -> ``DMIF-Net (multimodal)``."""
+def model_name(column: str, n_modalities: int, title: str = "DMIF-Net") -> str:
+    """Row name for a score column of a ``title`` model (the method's title), e.g. ``p_t1c`` -> ``T1C DMIF-Net``,
+    ``p_fused`` -> ``DMIF-Net (multimodal)``."""
     if column == "p_fused":
-        return "DMIF-Net (multimodal)" if n_modalities > 1 else "DMIF-Net"
-    return f"{column[2:].upper()} DMIF-Net"
+        return f"{title} (multimodal)" if n_modalities > 1 else title
+    return f"{column[2:].upper()} {title}"
+
+
+def method_title(method: str) -> str:
+    """The title of the method named in a model file or run.json (``"dmif"`` -> ``"DMIF-Net"``); the name itself
+    for a method this DMIFLib does not know."""
+    from DMIFLib.methods.registry import UnknownMethodError, get_method
+
+    try:
+        return get_method(method).title
+    except UnknownMethodError:
+        return method
 
 
 def _read_scores(path: Path, rows: list[dict[str, str]], labels: dict[str, int],
@@ -74,24 +86,26 @@ def mean_over_repeats(ids: list[str], scores: dict[str, np.ndarray]) -> tuple[li
     return unique, {c: np.bincount(rows, weights=s, minlength=len(unique)) / counts for c, s in scores.items()}
 
 
-def model_cutoffs(predictions_tsv: Path, model_path: str | os.PathLike | None = None) -> dict[str, float]:
-    """The training cut-offs by ``"<level>/<model>"`` (e.g. ``"slice/t1c"``, ``"patient/fused"``).
+def training_record(predictions_tsv: Path, model_path: str | os.PathLike | None = None) -> tuple[dict[str, float], str]:
+    """The training cut-offs by ``"<level>/<model>"`` (e.g. ``"slice/t1c"``, ``"patient/fused"``) and the method.
 
-    Read from the model file's ``info["cutoffs"]`` when ``model_path`` is given, else from the ``run.json`` that
-    ``dmif train`` writes next to predictions.tsv; empty when neither has them.
+    Read from the model file (``info["cutoffs"]``, its method) when ``model_path`` is given, else from the
+    ``run.json`` that ``dmif train`` writes next to predictions.tsv; ``({}, "dmif")`` when neither is there.
     """
     if model_path is not None:
         from DMIFLib.model_file import load_model
 
-        return {k: float(v) for k, v in load_model(model_path).info.get("cutoffs", {}).items()}
+        model = load_model(model_path)
+        return {k: float(v) for k, v in model.info.get("cutoffs", {}).items()}, model.method
     run_json = predictions_tsv.parent / "run.json"
     if run_json.is_file():
         try:
-            cutoffs = json.loads(run_json.read_text(encoding="utf-8")).get("cutoffs") or {}
+            run = json.loads(run_json.read_text(encoding="utf-8"))
+            cutoffs = run.get("cutoffs") or {}
         except (json.JSONDecodeError, AttributeError) as error:
             raise CohortError(f"{run_json}: not a run description ({error})") from None
-        return {k: float(v) for k, v in cutoffs.items()}
-    return {}
+        return {k: float(v) for k, v in cutoffs.items()}, str(run.get("method", "dmif"))
+    return {}, "dmif"
 
 
 def evaluate_predictions(predictions_tsv: str | os.PathLike, cohort_csv: str | os.PathLike,
@@ -101,7 +115,7 @@ def evaluate_predictions(predictions_tsv: str | os.PathLike, cohort_csv: str | o
 
     ``cutoff``: one decision threshold for every probability column and level (positive if p >= cutoff).
     By default each level and column gets its own cut-off chosen on the training data (see
-    :func:`model_cutoffs`), falling back to the table's ``cutoff`` column (the model's patient-level cut-off
+    :func:`training_record`), falling back to the table's ``cutoff`` column (the model's patient-level cut-off
     on p_fused) — never one tuned on these cases. Returns ``{"table2": path, "ci": path, "delong": path}``
     (``delong`` only with two or more score columns).
     """
@@ -115,7 +129,9 @@ def evaluate_predictions(predictions_tsv: str | os.PathLike, cohort_csv: str | o
     columns = score_columns(rows[0])
     if not columns:
         raise CohortError(f"{predictions_tsv}: no probability columns (p_t1c, p_t2w, p_flair, p_fused)")
-    trained = {} if cutoff is not None else model_cutoffs(predictions_tsv, model_path)
+    recorded, method = training_record(predictions_tsv, model_path)
+    trained = {} if cutoff is not None else recorded
+    title = method_title(method)
     if cutoff is None:
         values = {row.get("cutoff") or "" for row in rows}
         if len(values) != 1 or "" in values:
@@ -136,7 +152,8 @@ def evaluate_predictions(predictions_tsv: str | os.PathLike, cohort_csv: str | o
         columns = [c for c in columns if c == "p_fused" or not np.array_equal(scores[c], scores["p_fused"])]
     table2, ci = [], []
     for c in columns:
-        row, ci_rows = metric_rows(model_name(c, n_mod), "patient", y, scores[c], cut("patient", c), n_boot=n_boot)
+        row, ci_rows = metric_rows(model_name(c, n_mod, title), "patient", y, scores[c], cut("patient", c),
+                                   n_boot=n_boot)
         table2.append(row)
         ci += ci_rows
     slice_path = predictions_tsv.parent / SLICE_PREDICTIONS
@@ -146,13 +163,14 @@ def evaluate_predictions(predictions_tsv: str | os.PathLike, cohort_csv: str | o
                                                [c for c in columns if c in slice_rows[0]])
         y_slice = np.array([labels[pid] for pid in slice_ids])
         for c, s in slice_scores.items():
-            row, ci_rows = metric_rows(model_name(c, n_mod), "slice", y_slice, s, cut("slice", c), groups=slice_ids,
-                                       n_boot=n_boot)
+            row, ci_rows = metric_rows(model_name(c, n_mod, title), "slice", y_slice, s, cut("slice", c),
+                                       groups=slice_ids, n_boot=n_boot)
             table2.append(row)
             ci += ci_rows
     out = {"table2": write_tsv(out_dir / "table2_metrics.tsv", table2, TABLE2_COLUMNS),
            "ci": write_tsv(out_dir / "metrics_ci.tsv", ci, CI_COLUMNS)}
     if len(columns) > 1 and "p_fused" in columns and min(y.sum(), len(y) - y.sum()) >= 2:
-        rows = delong_rows(y, {model_name(c, n_mod): scores[c] for c in columns}, model_name("p_fused", n_mod))
+        rows = delong_rows(y, {model_name(c, n_mod, title): scores[c] for c in columns},
+                           model_name("p_fused", n_mod, title))
         out["delong"] = write_tsv(out_dir / "delong_tests.tsv", rows, DELONG_COLUMNS)
     return out
