@@ -19,8 +19,10 @@ $(VENV)/.installed: pyproject.toml DMIFLib/requirements.txt
 lint: install
 	$(BIN)/ruff check .
 
+# -X utf8: the tests read the commands' output (UTF-8: "0.78 (0.64–0.88) → positive") in a process where a
+# library may have switched the C locale to ASCII mid-run; UTF-8 mode keeps their decoding independent of it.
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -X utf8 -m pytest
 
 demo: install
 	$(BIN)/dmif demo --out $(DEMO_OUT)
