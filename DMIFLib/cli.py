@@ -57,6 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from DMIFLib.run_folder import OutputFolderError
 
     args = build_parser().parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):  # a console or pipe that cannot encode "→" or "–" must not end the run
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning

@@ -322,3 +322,21 @@ def test_dmif_entry_point_refuses_without_traceback(tmp_path):
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert not (tmp_path / "s").exists()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_a_console_that_cannot_encode_the_output_does_not_end_the_command(tmp_path):
+    """`dmif` prints "→", "–" and the user's own paths; a pipe or console in ASCII (or cp1252 on Windows) must get
+    them escaped, not a UnicodeEncodeError traceback after the work is done."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "cohort→1"
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONIOENCODING": "ascii", "PYTHONUTF8": "0",
+           "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "DMIFLib", "synth", "--out", str(out), "--patients", "2",
+                           "--scale", "0.25"], capture_output=True, env=env, timeout=300)
+    assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr.decode("ascii", "replace")
+    assert done.stdout.decode("ascii").strip() == str(out / "cohort.csv").replace("→", "\\u2192")
+    assert (out / "cohort.csv").is_file()
