@@ -224,8 +224,9 @@ class _Run:
         atomic_write_text(self.out / HISTORY_NAME, _tsv(rows, HISTORY_COLUMNS))
 
 
-def _prepare_out_dir(out: Path, resume: bool) -> dict | None:
-    """Check the run folder; return the checkpoint to resume from (None for a new run)."""
+def _prepare_out_dir(out: Path, resume: bool, method: str = "dmif") -> dict | None:
+    """Check the run folder; return the checkpoint to resume from (None for a new run). A checkpoint of another
+    method than ``method`` (its ``method`` entry; DMIF-Net checkpoints have none) is refused."""
     checkpoint = out / CHECKPOINT_NAME
     if resume:
         if not checkpoint.is_file():
@@ -235,7 +236,11 @@ def _prepare_out_dir(out: Path, resume: bool) -> dict | None:
                                 "--overwrite if an unfinished run is there)")
         for stale in out.glob(".*.tmp*"):  # temporary files of writes that a kill interrupted
             stale.unlink(missing_ok=True)  # another torchrun process may have removed it
-        return load_checkpoint(checkpoint)
+        state = load_checkpoint(checkpoint)
+        found = state.get("method", "dmif")
+        if found != method:
+            raise TrainingError(f"{checkpoint}: a {found} run, not a {method} run; resume it with --method {found}")
+        return state
     if checkpoint.is_file() or (out / MODEL_NAME).is_file():
         raise TrainingError(f"{out}: already holds a training run; use --resume to continue it, or choose "
                             "another output folder (nothing is overwritten)")
@@ -310,9 +315,6 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
     config = None if resume else make_config(preset, overrides)
     cohort_preprocessing = cohort_settings(read_cohort(cohort_csv, require_labels=True), cohort_csv)
     checkpoint = _prepare_out_dir(out, resume)
-    if checkpoint and checkpoint.get("method", "dmif") != "dmif":  # another method's checkpoint (training/transfer)
-        raise TrainingError(f"{out / CHECKPOINT_NAME}: a {checkpoint['method']} run, not a dmif run; resume it with "
-                            f"--method {checkpoint['method']}")
     config = TrainConfig.from_dict(checkpoint["config"]) if checkpoint else config
     settings = training_settings(config, cohort_preprocessing, cohort_csv)
     cases = training_cases(config, cohort_csv)

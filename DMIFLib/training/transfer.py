@@ -260,11 +260,8 @@ def train_transfer(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pr
         torch_device = resolve_device(device)
     except ValueError as error:
         raise TrainingError(str(error)) from None
-    checkpoint = _prepare_out_dir(out, resume)
+    checkpoint = _prepare_out_dir(out, resume, METHOD)
     if checkpoint is not None:
-        if checkpoint.get("method") != METHOD:
-            raise TrainingError(f"{out / CHECKPOINT_NAME}: a {checkpoint.get('method', 'dmif')} run, not a transfer "
-                                f"run; resume it with --method {checkpoint.get('method', 'dmif')}")
         settings = TransferSettings.from_dict(checkpoint["transfer"])
         config = TrainConfig.from_dict(checkpoint["config"])
         user_overrides = checkpoint["overrides"]
