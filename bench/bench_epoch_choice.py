@@ -1,7 +1,8 @@
 """Which epoch should a stage-1 MI-Net keep? Per cross-validation fold and modality, one quick-preset MI-Net is
 trained on the fold's training patients (scattering cache, as `dmif train`); after every epoch its held-out
 patient-level AUC is recorded, and the script prints the AUC at the epoch each rule picks: the lowest
-validation loss (Algorithm 1), the highest validation AUC (slice level), the last epoch.
+validation loss (Algorithm 1), the highest validation AUC (slice level), the last epoch; and the pooled
+out-of-fold patient AUC of the last epoch's nets (``--overrides`` changes the preset, e.g. the LR schedule).
 
     python bench/bench_epoch_choice.py --cohort bench-output/training/synth-60/cohort.csv --modalities t2w
 
@@ -55,15 +56,19 @@ def _fold_curves(by_id: dict, labels: dict, test: list[str], modality: str, moda
         p = predict_proba(net, test_set, 256, "cpu", net.forward_from_scattering)
         test_auc.append(float(roc_auc_score(y_test, [p[a:b].mean() for a, b in pairwise(bounds)])))
 
+    cosine = "stage1/minet" in config.cosine_lr or "stage1" in config.cosine_lr
     result = fit(net, train, val, lr=config.lr.get("stage1/minet", config.lr["stage1"]),
                  epochs=config.epochs.get("stage1/minet", config.epochs["stage1"]), batch_size=config.batch_size,
                  device="cpu", augment=augment, seed=config.seed, stage=f"stage1/{modality}/minet",
-                 patience=config.patience, forward=net.forward_from_scattering, checkpoint=after_epoch)
+                 patience=config.patience, forward=net.forward_from_scattering, checkpoint=after_epoch,
+                 keep_last=True, schedule="cosine" if cosine else "plateau")
+    p_last = predict_proba(net, test_set, 256, "cpu", net.forward_from_scattering)
     val_loss = [row["val_loss"] for row in result.history]
     val_auc = [row["val_auc"] for row in result.history]
     picks = {"val_loss": int(np.argmin(val_loss)), "val_auc": int(np.argmax(val_auc)), "last": len(test_auc) - 1}
     return {"picks": {k: {"epoch": e + 1, "test_auc": test_auc[e]} for k, e in picks.items()},
-            "test_auc": test_auc, "val_loss": val_loss, "val_auc": val_auc}
+            "test_auc": test_auc, "val_loss": val_loss, "val_auc": val_auc,
+            "last_p": {pid: float(p_last[a:b].mean()) for pid, (a, b) in zip(test_ids, pairwise(bounds), strict=True)}}
 
 
 def main(argv=None) -> int:
@@ -76,10 +81,12 @@ def main(argv=None) -> int:
     parser.add_argument("--modalities", nargs="+", default=None, help="default: every modality of the cohort")
     parser.add_argument("--seed", type=int, default=0, help="training seed (folds, split, initialisation)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--overrides", default="{}", help="JSON TrainConfig overrides on the quick preset")
     parser.add_argument("--out", default="bench-output/epoch_choice.json")
     args = parser.parse_args(argv)
 
     import torch
+    from sklearn.metrics import roc_auc_score
 
     from DMIFLib.cohort import MODALITIES, read_cohort
     from DMIFLib.training.algorithm import training_settings
@@ -89,7 +96,8 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    overrides = {"seed": args.seed, **({"preprocessing": MINIMAL} if args.preprocessing == "minimal" else {})}
+    overrides = {"seed": args.seed, **({"preprocessing": MINIMAL} if args.preprocessing == "minimal" else {}),
+                 **json.loads(args.overrides)}
     config = make_config("quick", overrides)
     cases = read_cohort(args.cohort, require_labels=True)
     modalities = tuple(m for m in MODALITIES if all(m in c.images for c in cases))
@@ -111,6 +119,11 @@ def main(argv=None) -> int:
         for modality in sorted({r["modality"] for r in rows}):
             aucs = [r["picks"][rule]["test_auc"] for r in rows if r["modality"] == modality]
             print(f"RESULT {rule:<8} {modality}: mean held-out AUC over {len(aucs)} fold(s) {np.mean(aucs):.3f}")
+    for modality in sorted({r["modality"] for r in rows}):
+        pooled = {pid: p for r in rows if r["modality"] == modality for pid, p in r["last_p"].items()}
+        ids = sorted(pooled)
+        auc = roc_auc_score([labels[i] for i in ids], [pooled[i] for i in ids])
+        print(f"RESULT pooled out-of-fold patient AUC, last epoch, {modality}: {auc:.3f} ({len(ids)} patients)")
     print(f"curves: {out}")
     return 0
 

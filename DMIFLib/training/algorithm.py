@@ -395,7 +395,8 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
                      batch_size=config.batch_size, device=torch_device, augment=stage_augment, seed=config.seed,
                      stage=name, patience=config.patience, forward=forward, progress=stage_progress, cancel=cancel,
                      checkpoint=save_epoch if distributed.is_main() else None, resume=resume_state,
-                     keep_last=per_net in config.keep_last_epoch or level in config.keep_last_epoch)
+                     keep_last=per_net in config.keep_last_epoch or level in config.keep_last_epoch,
+                     schedule="cosine" if per_net in config.cosine_lr or level in config.cosine_lr else "plateau")
         run.done[name] = {"spec": net.spec(), "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
         run.history += result.history
         run.timings[name] = run.timings.get(name, 0.0) + time.perf_counter() - stage_started

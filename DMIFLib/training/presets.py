@@ -29,7 +29,8 @@ class TrainConfig:
     stage-1 nets' specs, by kind ({"dfnet": {...}, "minet": {...}}); mi_scales: MI-Net's scattering scales J.
     epochs, lr: per stage ("stage1", "stage2", "stage3"; "stage1/dfnet" / "stage1/minet" override stage 1
     for one net). slice_size: the preprocessing's S×S. keep_last_epoch: the stages (keys as in ``epochs``) that
-    end with their last epoch instead of their lowest-validation-loss epoch.
+    end with their last epoch instead of their lowest-validation-loss epoch. cosine_lr: the stages whose
+    learning rate follows a cosine decay over their epochs instead of ReduceLROnPlateau on the validation loss.
     max_slices: at most this many slices per training patient, the central ones of its stack (None: all).
     val_fraction: share of each class of the training patients held out for ReduceLROnPlateau / model choice.
     augment: ``AugmentConfig`` fields, or None for no augmentation. modalities: None = every modality that
@@ -48,6 +49,7 @@ class TrainConfig:
     lr: dict[str, float] = field(default_factory=lambda: {"stage1": 1e-3, "stage2": 1e-4, "stage3": 1e-5})
     patience: int = 5
     keep_last_epoch: tuple[str, ...] = ()
+    cosine_lr: tuple[str, ...] = ()
     slice_size: int = 128
     max_slices: int | None = None
     val_fraction: float = 0.2
@@ -77,8 +79,9 @@ class TrainConfig:
                                     f"{', '.join(PER_NET_KEYS)}), got {', '.join(sorted(keys))}")
         try:
             config.mi_scales = tuple(config.mi_scales)
-            keep_last = config.keep_last_epoch
-            config.keep_last_epoch = (keep_last,) if isinstance(keep_last, str) else tuple(keep_last)
+            for name in ("keep_last_epoch", "cosine_lr"):
+                keys = getattr(config, name)
+                setattr(config, name, (keys,) if isinstance(keys, str) else tuple(keys))
             if config.modalities is not None:
                 config.modalities = tuple(config.modalities)
         except TypeError as error:
@@ -113,9 +116,10 @@ class TrainConfig:
             value = getattr(self, name)
             if not number(value) or not 0 <= value < 1:
                 return f"{name} = {value!r}: a fraction in [0, 1) is needed"
-        if not set(self.keep_last_epoch) <= set(STAGES) | set(PER_NET_KEYS):
-            return (f"keep_last_epoch = {list(self.keep_last_epoch)!r}: stage keys are needed, of "
-                    f"{', '.join(STAGES + PER_NET_KEYS)}")
+        for name in ("keep_last_epoch", "cosine_lr"):
+            if not set(getattr(self, name)) <= set(STAGES) | set(PER_NET_KEYS):
+                return (f"{name} = {list(getattr(self, name))!r}: stage keys are needed, of "
+                        f"{', '.join(STAGES + PER_NET_KEYS)}")
         if not self.mi_scales or not all(integer(j) and j >= 1 for j in self.mi_scales):
             return f"mi_scales = {list(self.mi_scales)!r}: whole numbers of at least 1 are needed"
         if not isinstance(self.preprocessing, dict) or not isinstance(self.net_overrides, dict):

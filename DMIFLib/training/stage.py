@@ -1,7 +1,8 @@
 """One training stage: fit any net that returns logits (B,) on slice tensors (Algorithm 1's inner loop).
 
 Adam with betas (0.99, 0.999), binary cross-entropy on logits, ``ReduceLROnPlateau`` (patience 5) on the
-validation loss (the training loss when there is no validation set), shuffling every epoch. The net that
+validation loss (the training loss when there is no validation set) or, with ``schedule="cosine"``, a cosine
+decay of the learning rate over the stage's epochs that no validation loss steers; shuffling every epoch. The net that
 ends the stage is the epoch with the lowest validation loss. Every epoch is reproducible from
 ``(seed, stage, epoch)``: the shuffle, the augmentation and dropout are reseeded from them, so a resumed run
 repeats exactly what an uninterrupted one does. On CUDA: mixed precision (``torch.autocast``, bfloat16, or
@@ -110,9 +111,11 @@ def fit(net: nn.Module, train: SliceSet, val: SliceSet | None, *, lr: float, epo
         seed: int = 0, stage: str = "fit", patience: int = 5, forward: Callable | None = None,
         progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
         checkpoint: Callable[[dict], None] | None = None, resume: dict | None = None,
-        keep_last: bool = False) -> FitResult:
+        keep_last: bool = False, schedule: str = "plateau") -> FitResult:
     """Train ``net`` in place for ``epochs`` epochs and leave it holding the best-validation-loss weights
     (``keep_last``: the last epoch's weights; the validation loss still drives ReduceLROnPlateau).
+    ``schedule``: "plateau" (ReduceLROnPlateau on the validation loss) or "cosine" (``lr`` decays to 0 along a
+    half cosine over ``epochs``, whatever the validation loss does).
 
     ``train``/``val``: slices (N, C, H, W) float32 with labels (N,) 0/1 (CPU tensors; batches move to
     ``device``). ``augment`` maps a training batch to the net's (augmented) input, e.g. (B, C, H, W) ->
@@ -131,7 +134,12 @@ def fit(net: nn.Module, train: SliceSet, val: SliceSet | None, *, lr: float, epo
     if device.type == "cuda":
         net.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr, betas=ADAM_BETAS)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", patience=patience)
+    if schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    elif schedule == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", patience=patience)
+    else:
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose 'plateau' or 'cosine'")
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
     step = distributed.wrap(net, lambda x: _call(net, forward, x))  # DistributedDataParallel under torchrun
     rank, world_size = distributed.rank_and_size()
@@ -188,7 +196,10 @@ def fit(net: nn.Module, train: SliceSet, val: SliceSet | None, *, lr: float, epo
             val_loss = float(-np.mean(yv * np.log(p + eps) + (1 - yv) * np.log(1 - p + eps)))
             val_auc = _safe_auc(yv, p)
         monitored = val_loss if np.isfinite(val_loss) else train_loss
-        scheduler.step(monitored)
+        if schedule == "cosine":
+            scheduler.step()
+        else:
+            scheduler.step(monitored)
         if not has_val or monitored < result.best_val_loss:
             result.best_val_loss = monitored if has_val else result.best_val_loss
             best_state = _cpu_copy(net.state_dict())
