@@ -48,7 +48,7 @@ from DMIFLib.training.errors import TrainingError
 from DMIFLib.training.presets import TrainConfig, make_config
 from DMIFLib.training.scattering_stage import cached_minet_data
 from DMIFLib.training.split import patient_split, validation_split
-from DMIFLib.training.stacking import weight_branches_from_validation
+from DMIFLib.training.stacking import learned_branches, weight_branches_from_validation
 from DMIFLib.training.stage import SliceSet, epoch_seed, fit
 from DMIFLib.trust.calibrate import add_calibration_columns
 from DMIFLib.trust.training import calibrate_run, set_training_cohort
@@ -377,7 +377,11 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
         current = checkpoint["current"] if checkpoint and checkpoint["current"] else None
         resume_state = current["fit"] if current and current["stage"] == name else None
         if level != "stage1" and resume_state is None:
-            run.fusion_init[name] = weight_branches_from_validation(net, val, config.batch_size, torch_device)
+            branches = ([f"stage1/{name.split('/')[1]}/{kind}" for kind in ("dfnet", "minet")] if level == "stage2"
+                        else [f"stage2/{m}/dmifnet" for m in modalities])
+            learned = learned_branches([run.done[b].get("train_loss") for b in branches], train.y.numpy())
+            run.fusion_init[name] = weight_branches_from_validation(net, val, config.batch_size, torch_device,
+                                                                    learned)
 
         def stage_progress(event: dict, step: int = step) -> None:
             if progress is not None:
@@ -397,7 +401,8 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
                      checkpoint=save_epoch if distributed.is_main() else None, resume=resume_state,
                      keep_last=per_net in config.keep_last_epoch or level in config.keep_last_epoch,
                      schedule="cosine" if per_net in config.cosine_lr or level in config.cosine_lr else "plateau")
-        run.done[name] = {"spec": net.spec(), "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
+        run.done[name] = {"spec": net.spec(), "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                          "train_loss": result.kept_loss}
         run.history += result.history
         run.timings[name] = run.timings.get(name, 0.0) + time.perf_counter() - stage_started
         run.save(None)
