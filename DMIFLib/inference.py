@@ -53,13 +53,14 @@ class CasePrediction:
     ood_warning: str = ""
 
 
-def predict_stack(model: LoadedModel, stack, batch_size: int = 64) -> CasePrediction:
+def predict_stack(model: LoadedModel, stack, batch_size: int = 64, *,
+                  interval_and_warning: bool = True) -> CasePrediction:
     """Predict one patient from its ``SliceStack`` (images[modality] (n, S, S) float32, z-scored): the raw
     prediction (:func:`_predict_raw`), then calibration, interval and out-of-distribution warning
-    (:func:`DMIFLib.trust.prediction.finish`)."""
+    (:func:`DMIFLib.trust.prediction.finish`; ``interval_and_warning`` False: calibration only)."""
     with capture_members(model.nets[FUSED]) as members:
         prediction = _predict_raw(model, stack, batch_size)
-    return finish(model, stack, prediction, members, batch_size)
+    return finish(model, stack, prediction, members, batch_size, interval_and_warning)
 
 
 def _predict_raw(model: LoadedModel, stack, batch_size: int = 64) -> CasePrediction:

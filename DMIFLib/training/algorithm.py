@@ -424,7 +424,8 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
         progress({"stage": "evaluate", "step": len(names), "steps": len(names), "fraction": 1.0})
     train_ids_all = fit_ids + val_ids
     set_training_cohort(model, [by_id[i].stack for i in train_ids_all])  # trust: docs/trust.md
-    train_preds = [predict_stack(model, by_id[i].stack) for i in train_ids_all]
+    # the training patients' scores only choose the cut-off and the calibration: no interval, no warning
+    train_preds = [predict_stack(model, by_id[i].stack, interval_and_warning=False) for i in train_ids_all]
     test_preds = [predict_stack(model, by_id[i].stack) for i in test_ids]
     calibrate_run(model, config.calibration, train_preds[len(fit_ids):], [labels[i] for i in val_ids],
                   train_preds + test_preds)

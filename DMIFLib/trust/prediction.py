@@ -16,14 +16,18 @@ from DMIFLib.trust.interval import format_interval, interval, member_probabiliti
 from DMIFLib.trust.ood import case_features, ood_warning
 
 
-def finish(model, stack, prediction, members: list, batch_size: int = 64):
+def finish(model, stack, prediction, members: list, batch_size: int = 64, interval_and_warning: bool = True):
     """Fill ``prediction`` (a raw CasePrediction of ``stack``): ``p_fused_raw``, calibrated ``p_fused`` and its
     ``prediction`` at the model's cut-off, ``p_fused_low``/``p_fused_high``, ``ood_warning``. ``members``: what
-    :func:`~DMIFLib.trust.interval.capture_members` captured (empty lists for a single model)."""
+    :func:`~DMIFLib.trust.interval.capture_members` captured (empty lists for a single model).
+    ``interval_and_warning`` False leaves the interval ``nan`` and the warning empty (a training run's own
+    training patients, whose scores only choose the cut-off and calibration: no test-time augmentation)."""
     raw = prediction.p_fused
     prediction.p_fused_raw = raw
     prediction.p_fused = float(calibrated(model.calibration, raw))
     prediction.prediction = int(prediction.p_fused >= model.cutoff)
+    if not interval_and_warning:
+        return prediction
     probabilities = member_probabilities(members, prediction.n_slices)
     if probabilities is None:
         x = torch.from_numpy(np.ascontiguousarray(stack.stacked(model.modalities), dtype=np.float32))
