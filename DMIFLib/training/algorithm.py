@@ -39,6 +39,7 @@ from DMIFLib import __version__
 from DMIFLib.atomic import atomic_write_text
 from DMIFLib.cohort import MODALITIES, read_cohort
 from DMIFLib.model_file import FUSED, LoadedModel, content_problem, model_dict, save_model
+from DMIFLib.preprocessing.slices import central_slices
 from DMIFLib.training import distributed
 from DMIFLib.training.augment import AugmentConfig, SliceAugmenter
 from DMIFLib.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
@@ -128,20 +129,11 @@ def build_stage_net(name: str, done: dict[str, dict], config: TrainConfig, modal
     return MultimodalDMIF({m: _rebuild(done[f"stage2/{m}/dmifnet"]) for m in modalities}, dropout=dropout)
 
 
-def _subsample(n: int, limit: int | None) -> np.ndarray:
-    """The central ``limit`` of ``n`` slice indices (all when ``limit`` is None): the box's end slices show the
-    least tumour."""
-    if limit is None or n <= limit:
-        return np.arange(n)
-    start = (n - limit) // 2
-    return np.arange(start, start + limit)
-
-
 def _slice_set(patients: list[PatientSlices], modalities: tuple[str, ...], limit: int | None) -> SliceSet:
     """(N, M, S, S) slices of ``patients`` with the modalities as channels, and their labels (N,)."""
     xs, ys = [], []
     for p in patients:
-        keep = _subsample(p.stack.n_slices, limit)
+        keep = central_slices(p.stack.n_slices, limit)
         xs.append(p.stack.stacked(modalities)[keep])
         ys.append(np.full(len(keep), p.label, dtype=np.float32))
     return SliceSet(torch.from_numpy(np.concatenate(xs).astype(np.float32)), torch.from_numpy(np.concatenate(ys)))
@@ -416,7 +408,8 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
     nets = {m: _rebuild(run.done[f"stage2/{m}/dmifnet"]) for m in modalities}
     nets[FUSED] = _rebuild(run.done["stage3/fused"]) if len(modalities) > 1 else nets[modalities[0]]
     model = LoadedModel(nets={k: v.to(torch_device).eval() for k, v in nets.items()}, modalities=modalities,
-                        marker=config.marker, settings=settings, cutoff=0.5, device=torch_device)
+                        marker=config.marker, settings=settings, cutoff=0.5, device=torch_device,
+                        patient_slices=config.max_slices)
     problem = content_problem(model_dict(model.nets, modalities, config.marker, settings, 0.5))
     if problem:
         raise TrainingError(f"{out}: no model written: {problem}; lower the learning rate or check the inputs")
