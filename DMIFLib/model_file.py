@@ -53,7 +53,8 @@ class LoadedModel:
 
     ``settings`` is a ``PreprocessSettings``; ``path`` the file it came from (None when built in memory);
     ``method`` the :mod:`DMIFLib.methods` name; ``state`` that method's own content (plain types and tensors,
-    saved as the file's ``method_state``).
+    saved as the file's ``method_state``); ``members`` the fold models of a cross-validation ensemble of a
+    method other than DMIF-Net (:mod:`DMIFLib.methods.fold_ensemble`), empty otherwise.
     """
 
     nets: dict[str, nn.Module]
@@ -69,6 +70,7 @@ class LoadedModel:
     state: dict = field(default_factory=dict)
     calibration: dict | None = None
     training_cohort: dict | None = None
+    members: list[LoadedModel] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # Channels-last (NHWC) weights make oneDNN keep the feature maps in NHWC: prediction with the paper-size
@@ -186,6 +188,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
     not a DMIF model, from a newer format, when its weights do not fit its net specs, hold NaN/inf values, or
     its cut-off is not a number in [0, 1].
     """
+    from DMIFLib.methods.fold_ensemble import holds_members, load_members
     from DMIFLib.methods.registry import UnknownMethodError, get_method
     from DMIFLib.preprocessing.settings import PreprocessSettings
     from DMIFLib.training.device import resolve_device
@@ -223,7 +226,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
         except UnknownMethodError as error:
             raise ModelFileError(f"{path}: {error} (the file was written by DMIFLib "
                                  f"{content.get('package_version')})") from None
-        model = implementation.load(content, path, device)
+        model = (load_members(content, path, device, implementation) if holds_members(content)
+                 else implementation.load(content, path, device))
         model.calibration = check_entry(content.get("calibration"))
         model.training_cohort = check_profile(content.get("training_cohort"))
         return model
