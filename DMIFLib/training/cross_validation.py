@@ -259,7 +259,8 @@ def cross_validate(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, k:
         modalities = tuple(run["modalities"])
         fold_runs.append(run)
         if sorted(preds) != sorted(folds[r][f]):
-            raise TrainingError(f"{folder}: its test patients differ from fold {f + 1} of repeat {r + 1}")
+            raise TrainingError(f"{folder}: its test patients differ from fold {f + 1} of repeat {r + 1} (a patient "
+                                "the method left out is named in its failures.tsv)")
         for pid in sorted(preds):
             oof.append({"patient_id": pid, "label": labels[pid], "repeat": r + 1, "fold": f + 1,
                         **{f"p_{name}": p for name, p in preds[pid].items()}})
