@@ -178,3 +178,28 @@ def test_worker_and_train_module_run_cv_of_a_method(cohort, tmp_path, capsys):
     command = TrainLogic(pythonExecutable="PythonSlicer").workerCommand("c.csv", "out", cvFolds=5, cvRepeats=2,
                                                                          method="radiomics")
     assert command[command.index("--method") + 1] == "radiomics" and command[command.index("--cv") + 1] == "5"
+
+
+def test_interrupted_radiomics_cv_resumes_its_fold(cohort, radiomics_cv, tmp_path):
+    out = tmp_path / "cv"
+    cancel = threading.Event()
+
+    def interrupt(event: dict) -> None:  # cancel inside the second fold's DMIF-Net training
+        if event.get("fold") == 2 and event.get("step") == 2:
+            cancel.set()
+
+    with pytest.raises(RunCancelledError):
+        cross_validate(cohort, out, k=K, repeats=1, device="cpu", progress=interrupt, cancel=cancel,
+                       overrides=RADIOMICS_TINY, method="radiomics")
+    assert (out / "folds" / "r1f1" / "run.json").is_file()
+    assert (out / "folds" / "r1f2" / "deep" / "checkpoint.pt").is_file()
+    events = []
+    resumed = cross_validate(cohort, out, k=K, repeats=1, device="cpu", resume=True, progress=events.append,
+                             overrides=RADIOMICS_TINY, method="radiomics")
+    trained = {e["fold"] for e in events if "fold" in e and "epoch" in e}
+    assert trained == {2}  # the finished fold is not trained again
+    expected = {r["patient_id"]: r for r in read_tsv(radiomics_cv / "oof_predictions.tsv") if r["repeat"] == "1"}
+    got = read_tsv(resumed.oof_path)
+    assert {r["patient_id"] for r in got} == set(expected)
+    for row in got:  # repeat 1 of the uninterrupted run has the same folds and seed
+        assert float(row["p_fused"]) == pytest.approx(float(expected[row["patient_id"]]["p_fused"]), abs=1e-5)
