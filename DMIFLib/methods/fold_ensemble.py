@@ -60,10 +60,9 @@ def load_members(content: dict, path: Path | None, device: torch.device, method:
     from DMIFLib.trust.ood import check_profile
 
     members = []
-    for member in content["method_state"][MEMBERS]:
+    for number, member in enumerate(content["method_state"][MEMBERS], start=1):
         if member.get("method") != content.get("method") or holds_members(member):
-            raise ValueError(f"an ensemble member is a {member.get('method')} model, not one "
-                             f"{content.get('method')} model")
+            raise ValueError(f"ensemble member {number} is not a single {content.get('method')} model")
         model = method.load(member, path, device)
         model.calibration = check_entry(member.get("calibration"))
         model.training_cohort = check_profile(member.get("training_cohort"))
