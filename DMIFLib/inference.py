@@ -23,6 +23,7 @@ import torch
 from DMIFLib.atomic import atomic_write_text
 from DMIFLib.failures import FAILURES_NAME, write_failures
 from DMIFLib.model_file import FUSED, LoadedModel, load_model
+from DMIFLib.preprocessing.slices import central_slices
 from DMIFLib.trust.interval import capture_members
 from DMIFLib.trust.prediction import finish, trust_cells
 
@@ -53,17 +54,20 @@ class CasePrediction:
     ood_warning: str = ""
 
 
-def predict_stack(model: LoadedModel, stack, batch_size: int = 64) -> CasePrediction:
+def predict_stack(model: LoadedModel, stack, batch_size: int = 64, *,
+                  interval_and_warning: bool = True) -> CasePrediction:
     """Predict one patient from its ``SliceStack`` (images[modality] (n, S, S) float32, z-scored): the raw
     prediction (:func:`_predict_raw`), then calibration, interval and out-of-distribution warning
-    (:func:`DMIFLib.trust.prediction.finish`)."""
+    (:func:`DMIFLib.trust.prediction.finish`; ``interval_and_warning`` False: calibration only)."""
     with capture_members(model.nets[FUSED]) as members:
         prediction = _predict_raw(model, stack, batch_size)
-    return finish(model, stack, prediction, members, batch_size)
+    return finish(model, stack, prediction, members, batch_size, interval_and_warning)
 
 
 def _predict_raw(model: LoadedModel, stack, batch_size: int = 64) -> CasePrediction:
-    """Predict one patient from its ``SliceStack`` without calibration (``p_fused`` = the raw mean).
+    """Predict one patient from its ``SliceStack`` without calibration (``p_fused`` = the raw mean of the slice
+    probabilities; over the central ``model.patient_slices`` slices when the model file sets it, as the nets
+    were trained on them, else over all; ``slice_probabilities`` holds every slice).
 
     Raises ``ValueError`` naming the patient when the stack lacks a modality, has no slice, or its slice size
     differs from the model's. Each modality's MI-Net scattering is computed once and shared by that modality's
@@ -81,11 +85,13 @@ def _predict_raw(model: LoadedModel, stack, batch_size: int = 64) -> CasePredict
         single = len(model.modalities) == 1 and model.nets[FUSED] is model.nets[model.modalities[0]]
         slices[FUSED] = (slices[model.modalities[0]] if single
                          else predict_proba(model.nets[FUSED], x, batch_size, model.device))
-    p_fused = float(np.mean(slices[FUSED]))
+    central = central_slices(stack.n_slices, model.patient_slices)
+    p_fused = float(np.mean(slices[FUSED][central]))
     if not all(np.isfinite(p).all() for p in slices.values()):
         raise ValueError(f"{who}: the model gives NaN/inf probabilities (non-finite input slices or weights)")
     return CasePrediction(
-        patient_id=stack.patient_id, probabilities={m: float(np.mean(slices[m])) for m in model.modalities},
+        patient_id=stack.patient_id,
+        probabilities={m: float(np.mean(slices[m][central])) for m in model.modalities},
         p_fused=p_fused, prediction=int(p_fused >= model.cutoff), cutoff=model.cutoff, n_slices=stack.n_slices,
         slice_probabilities=slices, slice_indices=np.asarray(stack.slice_indices),
     )

@@ -17,6 +17,8 @@ Layout (a dict; loads with ``torch.load(weights_only=True)``)::
         absent in files written before it existed: they load and predict uncalibrated (p_fused = p_fused_raw)
     training_cohort (optional): per-feature ranges of the training patients (DMIFLib.trust.ood); absent: no
         out-of-distribution warning
+    patient_slices (optional): a patient's p_<modality> and p_fused are the mean over the central
+        ``patient_slices`` slices of its box, the subset the nets were trained on (``max_slices``); absent: all
 
 Net specs are the nets' ``spec()`` dicts, rebuilt with :func:`DMIFLib.nets.build_net`. :func:`load_model` checks
 what every method shares, then the file's method rebuilds its model (``Method.load``).
@@ -71,6 +73,7 @@ class LoadedModel:
     calibration: dict | None = None
     training_cohort: dict | None = None
     members: list[LoadedModel] = field(default_factory=list)
+    patient_slices: int | None = None
 
     def __post_init__(self) -> None:
         # Channels-last (NHWC) weights make oneDNN keep the feature maps in NHWC: prediction with the paper-size
@@ -131,6 +134,8 @@ def save_model(path: str | os.PathLike, model: LoadedModel) -> Path:
     content = model_dict(model.nets, model.modalities, model.marker, model.settings, model.cutoff, model.info,
                          model.method, model.state)
     content.update(trust_entries(model))
+    if model.patient_slices is not None:
+        content["patient_slices"] = int(model.patient_slices)
     problem = content_problem(content)
     if problem:
         raise ModelFileError(f"{path}: not saved: {problem}")
@@ -143,6 +148,13 @@ def trust_entries(model: LoadedModel) -> dict:
     """The optional top-level ``calibration`` and ``training_cohort`` entries of ``model`` (those that are set)."""
     return {key: value for key, value in (("calibration", model.calibration),
                                           ("training_cohort", model.training_cohort)) if value is not None}
+
+
+def _patient_slices(value: Any) -> int | None:
+    """The file's ``patient_slices`` entry checked: None or a whole number of at least 1."""
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ValueError(f"patient_slices = {value!r}: a whole number of at least 1 is needed")
+    return value
 
 
 def _same_net(a: dict, b: dict) -> bool:
@@ -230,6 +242,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
                  else implementation.load(content, path, device))
         model.calibration = check_entry(content.get("calibration"))
         model.training_cohort = check_profile(content.get("training_cohort"))
+        model.patient_slices = _patient_slices(content.get("patient_slices"))
         return model
     except ModelFileError:
         raise

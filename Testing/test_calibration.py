@@ -55,6 +55,15 @@ def test_calibration_lowers_ece_on_held_out_patients(method):
     assert cal_brier < raw_brier
 
 
+@pytest.mark.parametrize("method", ["temperature", "platt"])
+def test_few_separated_validation_patients_do_not_push_probabilities_to_0_or_1(method):
+    # 4 + 4 validation patients, perfectly separated: with plain 0/1 targets the temperature fell to its bound
+    # e^-5 and a new patient's 0.4 became 1e-26; Platt's smoothed targets keep the fit finite
+    calibrator = fit_calibrator(method, [0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9], [0, 0, 0, 0, 1, 1, 1, 1])
+    p = calibrator(np.array([0.01, 0.4, 0.6, 0.99]))
+    assert p[0] > 0.005 and p[-1] < 0.995 and 0.05 < p[1] < 0.5 < p[2] < 0.95
+
+
 @pytest.mark.parametrize("method", CALIBRATION_METHODS)
 def test_round_trip_is_exact_and_loads_with_weights_only(method):
     scores, labels = _miscalibrated(200, seed=3)

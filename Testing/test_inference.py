@@ -33,6 +33,22 @@ def test_patient_probability_is_the_mean_of_slice_probabilities():
     assert len(slice_tsv.splitlines()) == 6 and slice_tsv.splitlines()[1].startswith("P1\t10\t")
 
 
+def test_a_model_trained_on_central_slices_scores_a_patient_on_the_same_slices(tmp_path):
+    from DMIFLib.model_file import load_model, save_model
+
+    model, stack = tiny_model(), _stack(n=7)
+    everything = predict_stack(model, stack)
+    model.patient_slices = 3  # trained on the 3 central slices of each patient: indices 2, 3, 4 of 7
+    central = predict_stack(load_model(save_model(tmp_path / "m.pt", model)), stack)
+    assert len(central.slice_probabilities["fused"]) == 7  # every slice is still predicted and listed
+    np.testing.assert_allclose(central.slice_probabilities["fused"], everything.slice_probabilities["fused"],
+                               atol=1e-6)
+    assert central.p_fused == pytest.approx(everything.slice_probabilities["fused"][2:5].mean(), abs=1e-6)
+    assert central.probabilities["t1c"] == pytest.approx(everything.slice_probabilities["t1c"][2:5].mean(), abs=1e-6)
+    assert central.p_fused != pytest.approx(everything.p_fused, abs=1e-6)
+    assert central.p_fused_low <= central.p_fused <= central.p_fused_high  # the interval is around the same score
+
+
 def test_wrong_slice_size_or_missing_modality_is_named():
     model = tiny_model()
     with pytest.raises(ValueError, match=r"P1: slices are \(16, 16\), the model needs 32×32"):

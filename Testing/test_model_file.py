@@ -27,6 +27,19 @@ def tiny_model(size=32) -> LoadedModel:
                        info={"seed": 0})
 
 
+def test_patient_slices_round_trip_and_bad_values_are_refused(tmp_path):
+    model = tiny_model()
+    assert load_model(save_model(tmp_path / "all.pt", model)).patient_slices is None
+    assert "patient_slices" not in torch.load(tmp_path / "all.pt", weights_only=True)  # older readers unaffected
+    model.patient_slices = 8
+    assert load_model(save_model(tmp_path / "eight.pt", model)).patient_slices == 8
+    content = torch.load(tmp_path / "eight.pt", weights_only=True)
+    content["patient_slices"] = 0
+    torch.save(content, tmp_path / "bad.pt")
+    with pytest.raises(ModelFileError, match=r"bad\.pt: incompatible model file \(patient_slices = 0"):
+        load_model(tmp_path / "bad.pt")
+
+
 def test_round_trip_keeps_weights_and_metadata(tmp_path):
     model = tiny_model()
     path = save_model(tmp_path / "model.pt", model)

@@ -6,7 +6,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from DMIFLib.nets import DMIFNet, MultimodalDMIF, build_net, preset_spec
-from DMIFLib.training.stacking import fit_branch_weights, weight_branches_from_validation
+from DMIFLib.training.stacking import fit_branch_weights, learned_branches, weight_branches_from_validation
 from DMIFLib.training.stage import SliceSet
 
 
@@ -28,6 +28,29 @@ def test_a_branch_worse_than_chance_on_validation_gets_weight_zero():
     flipped = -(2 * y - 1) + rng.normal(0, 2.0, 200)  # overfit branch: anti-correlated on new patients
     coefficients, _ = fit_branch_weights(np.stack([flipped, good], axis=1), y)
     assert coefficients[0] == 0.0 and coefficients[1] > 0.1
+
+
+def test_a_branch_that_did_not_fit_its_training_slices_gets_weight_zero():
+    # 8 validation patients: the unlearned branch (training loss above ln 2) happens to correlate with their labels
+    rng = np.random.default_rng(2)
+    y = np.repeat([0, 1], 32)
+    lucky = 0.8 * (2 * y - 1) + rng.normal(0, 0.5, 64)
+    weak = 0.3 * (2 * y - 1) + rng.normal(0, 1.0, 64)
+    logits = np.stack([lucky, weak], axis=1)
+    assert fit_branch_weights(logits, y)[0][0] > 0.5  # without the rule the lucky branch dominates
+    learned = learned_branches([0.74, 0.21], np.repeat([0, 1], 100))
+    assert learned == [False, True]
+    coefficients, _ = fit_branch_weights(logits, y, learned=learned)
+    assert coefficients[0] == 0.0 and coefficients[1] > 0.1
+
+
+def test_learned_branches_compares_with_the_loss_of_predicting_the_class_balance():
+    balanced, skewed = np.repeat([0, 1], 50), np.array([1] * 90 + [0] * 10)
+    assert learned_branches([0.69, 0.70, None, float("nan")], balanced) == [True, False, True, True]
+    # 90 % positives: always saying 0.9 costs 0.325, so a loss of 0.5 has learned nothing
+    assert learned_branches([0.5, 0.3], skewed) == [False, True]
+    with pytest.raises(ValueError, match="1 learned flags for 2 branches"):
+        fit_branch_weights(np.zeros((4, 2)), np.array([0, 1, 0, 1]), learned=[True])
 
 
 def _tiny_dmifnet(seed: int) -> DMIFNet:
@@ -61,6 +84,8 @@ def test_weight_branches_from_validation_fits_the_head_on_the_validation_slices(
         assert info["coefficients"] == pytest.approx(expected[0]) and info["intercept"] == pytest.approx(expected[1])
         c, b = info["coefficients"], info["intercept"]
         torch.testing.assert_close(net(x), c[0] * net.df(x) + c[1] * net.mi(x) + b, rtol=1e-4, atol=1e-4)
-    assert info["slices"] == 24
+    assert info["slices"] == 24 and info["unlearned"] == []
+    info = weight_branches_from_validation(net, SliceSet(x, y), 8, torch.device("cpu"), learned=[False, True])
+    assert info["coefficients"][0] == 0.0 and info["unlearned"] == [0]
     assert weight_branches_from_validation(net, SliceSet(x, torch.zeros(24)), 8, torch.device("cpu")) is None
     assert weight_branches_from_validation(net, None, 8, torch.device("cpu")) is None

@@ -100,6 +100,8 @@ def test_keep_last_ends_with_the_last_epoch_instead_of_the_best(keep_last):
     expected = states[-1]["net"] if keep_last else states[0]["net"]
     for key, value in net.state_dict().items():
         assert torch.equal(value.cpu(), expected[key].cpu()), key
+    # kept_loss: the training loss of the epoch the net ends with (stacking reads it, DMIFLib.training.stacking)
+    assert result.kept_loss == result.history[-1 if keep_last else 0]["loss"]
 
 
 def test_keep_last_epoch_setting():
@@ -111,3 +113,38 @@ def test_keep_last_epoch_setting():
     assert make_config("paper", {"keep_last_epoch": "stage2"}).keep_last_epoch == ("stage2",)
     with pytest.raises(TrainingError, match="keep_last_epoch"):
         make_config("quick", {"keep_last_epoch": ["stage4"]})
+
+
+def test_cosine_schedule_ignores_the_validation_loss_and_resumes_exactly():
+    # flipped validation labels: ReduceLROnPlateau (patience 0) cuts the rate; the cosine schedule does not care
+    val = _data(32, 1)
+    val = SliceSet(val.x, 1 - val.y)
+    torch.manual_seed(0)
+    plateau = fit(SmallNet(), _data(64, 0), val, lr=1e-2, batch_size=16, device="cpu", seed=3, stage="s",
+                  epochs=4, patience=0)
+    assert plateau.history[-1]["lr"] < 1e-2 * 0.1 ** 2
+    torch.manual_seed(0)
+    states, net = [], SmallNet()
+    cosine = fit(net, _data(64, 0), val, lr=1e-2, batch_size=16, device="cpu", seed=3, stage="s", epochs=4,
+                 patience=0, schedule="cosine", checkpoint=states.append)
+    # the rate after epoch e (history's "lr") is 1e-2 * (1 + cos(pi * e / 4)) / 2
+    assert [row["lr"] for row in cosine.history] == pytest.approx([8.536e-3, 5e-3, 1.464e-3, 0.0], abs=1e-6)
+    torch.manual_seed(99)
+    resumed = SmallNet()
+    fit(resumed, _data(64, 0), val, lr=1e-2, batch_size=16, device="cpu", seed=3, stage="s", epochs=4, patience=0,
+        schedule="cosine", resume=states[1])
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+    with pytest.raises(ValueError, match="learning-rate schedule 'step'"):
+        fit(SmallNet(), _data(8, 0), None, lr=1e-2, epochs=1, device="cpu", schedule="step")
+
+
+def test_cosine_lr_setting():
+    from DMIFLib.training.errors import TrainingError
+    from DMIFLib.training.presets import make_config
+
+    assert make_config("quick").cosine_lr == ("stage1/minet",)
+    assert make_config("paper").cosine_lr == ()  # Algorithm 1 as published: ReduceLROnPlateau
+    assert make_config("paper", {"cosine_lr": "stage1"}).cosine_lr == ("stage1",)
+    with pytest.raises(TrainingError, match="cosine_lr"):
+        make_config("quick", {"cosine_lr": ["stage9"]})

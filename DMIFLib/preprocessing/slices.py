@@ -85,6 +85,16 @@ class SliceStack:
                        box=OrientedBox.from_dict(meta["box"]) if meta["box"] else None)
 
 
+def central_slices(n: int, limit: int | None) -> np.ndarray:
+    """The central ``limit`` of ``n`` slice indices (all when ``limit`` is None or ≥ n): the box's end slices
+    show the least tumour. Training takes these slices of each patient (``max_slices``), and a model trained so
+    scores a patient on the same ones (the model file's ``patient_slices``)."""
+    if limit is None or n <= limit:
+        return np.arange(n)
+    start = (n - limit) // 2
+    return np.arange(start, start + limit)
+
+
 def _resize(planes: np.ndarray, size: int) -> np.ndarray:
     """(n, H, W) → (n, size, size) float32, bilinear with antialiasing."""
     import torch

@@ -6,8 +6,10 @@ Calibrators map a raw probability p ∈ [0, 1] (e.g. ``p_fused``) to a calibrate
 ``torch.load(weights_only=True)``); :func:`calibrator_from_dict` rebuilds it and gives bit-identical outputs.
 
 - ``"temperature"``: p' = σ(logit(p) / T), one parameter T > 0 (Guo et al. 2017); keeps the ranking and p = 0.5.
-- ``"platt"``: p' = σ(a · logit(p) + b) (Platt 1999), fitted with Platt's smoothed targets
-  (N₊ + 1)/(N₊ + 2) and 1/(N₋ + 2), which keep a small validation set from driving a and b to infinity.
+- ``"platt"``: p' = σ(a · logit(p) + b) (Platt 1999).
+Both are fitted to Platt's smoothed targets (N₊ + 1)/(N₊ + 2) and 1/(N₋ + 2), which keep a small validation set
+from driving the fit to infinity: on 8 perfectly separated validation patients, plain 0/1 targets drove T to its
+bound e⁻⁵ and the calibrated p_fused of new patients to 1e-23 … 1 − 1e-6.
 - ``"isotonic"``: scikit-learn's ``IsotonicRegression`` (monotone step function, linear between its
   thresholds, clipped outside); stored as its threshold pairs and applied with ``numpy.interp``. Needs more
   validation patients than the parametric two (ties and plateaus in small sets).
@@ -49,6 +51,13 @@ def _check(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     return p, y
 
 
+def _platt_targets(y: np.ndarray) -> np.ndarray:
+    """Platt's smoothed targets for 0/1 labels ``y``: (N₊ + 1)/(N₊ + 2) for positives, 1/(N₋ + 2) for negatives."""
+    n_pos = y.sum()
+    n_neg = len(y) - n_pos
+    return np.where(y == 1, (n_pos + 1.0) / (n_pos + 2.0), 1.0 / (n_neg + 2.0))
+
+
 def _nll(z: np.ndarray, target: np.ndarray) -> float:
     """Mean binary cross-entropy of logits ``z`` against (possibly smoothed) targets."""
     return float(np.mean(np.logaddexp(0.0, z) - target * z))
@@ -68,8 +77,9 @@ class TemperatureCalibrator:
     @classmethod
     def fit(cls, scores: Any, labels: Any) -> TemperatureCalibrator:
         p, y = _check(scores, labels)
-        z = _logit(p)
-        result = minimize(lambda v: _nll(z / np.exp(v[0]), y), x0=[0.0], method="L-BFGS-B", bounds=[(-5.0, 5.0)])
+        z, target = _logit(p), _platt_targets(y)
+        result = minimize(lambda v: _nll(z / np.exp(v[0]), target), x0=[0.0], method="L-BFGS-B",
+                          bounds=[(-5.0, 5.0)])
         return cls(temperature=float(np.exp(result.x[0])))
 
     def __call__(self, scores: Any) -> np.ndarray:
@@ -90,10 +100,7 @@ class PlattCalibrator:
     @classmethod
     def fit(cls, scores: Any, labels: Any) -> PlattCalibrator:
         p, y = _check(scores, labels)
-        z = _logit(p)
-        n_pos = y.sum()
-        n_neg = len(y) - n_pos
-        target = np.where(y == 1, (n_pos + 1.0) / (n_pos + 2.0), 1.0 / (n_neg + 2.0))
+        z, target = _logit(p), _platt_targets(y)
         result = minimize(lambda v: _nll(v[0] * z + v[1], target), x0=[1.0, 0.0], method="L-BFGS-B")
         return cls(slope=float(result.x[0]), intercept=float(result.x[1]))
 

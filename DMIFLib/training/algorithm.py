@@ -39,6 +39,7 @@ from DMIFLib import __version__
 from DMIFLib.atomic import atomic_write_text
 from DMIFLib.cohort import MODALITIES, read_cohort
 from DMIFLib.model_file import FUSED, LoadedModel, content_problem, model_dict, save_model
+from DMIFLib.preprocessing.slices import central_slices
 from DMIFLib.training import distributed
 from DMIFLib.training.augment import AugmentConfig, SliceAugmenter
 from DMIFLib.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
@@ -48,7 +49,7 @@ from DMIFLib.training.errors import TrainingError
 from DMIFLib.training.presets import TrainConfig, make_config
 from DMIFLib.training.scattering_stage import cached_minet_data
 from DMIFLib.training.split import patient_split, validation_split
-from DMIFLib.training.stacking import weight_branches_from_validation
+from DMIFLib.training.stacking import learned_branches, weight_branches_from_validation
 from DMIFLib.training.stage import SliceSet, epoch_seed, fit
 from DMIFLib.trust.calibrate import add_calibration_columns
 from DMIFLib.trust.training import calibrate_run, set_training_cohort
@@ -128,20 +129,11 @@ def build_stage_net(name: str, done: dict[str, dict], config: TrainConfig, modal
     return MultimodalDMIF({m: _rebuild(done[f"stage2/{m}/dmifnet"]) for m in modalities}, dropout=dropout)
 
 
-def _subsample(n: int, limit: int | None) -> np.ndarray:
-    """The central ``limit`` of ``n`` slice indices (all when ``limit`` is None): the box's end slices show the
-    least tumour."""
-    if limit is None or n <= limit:
-        return np.arange(n)
-    start = (n - limit) // 2
-    return np.arange(start, start + limit)
-
-
 def _slice_set(patients: list[PatientSlices], modalities: tuple[str, ...], limit: int | None) -> SliceSet:
     """(N, M, S, S) slices of ``patients`` with the modalities as channels, and their labels (N,)."""
     xs, ys = [], []
     for p in patients:
-        keep = _subsample(p.stack.n_slices, limit)
+        keep = central_slices(p.stack.n_slices, limit)
         xs.append(p.stack.stacked(modalities)[keep])
         ys.append(np.full(len(keep), p.label, dtype=np.float32))
     return SliceSet(torch.from_numpy(np.concatenate(xs).astype(np.float32)), torch.from_numpy(np.concatenate(ys)))
@@ -377,7 +369,11 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
         current = checkpoint["current"] if checkpoint and checkpoint["current"] else None
         resume_state = current["fit"] if current and current["stage"] == name else None
         if level != "stage1" and resume_state is None:
-            run.fusion_init[name] = weight_branches_from_validation(net, val, config.batch_size, torch_device)
+            branches = ([f"stage1/{name.split('/')[1]}/{kind}" for kind in ("dfnet", "minet")] if level == "stage2"
+                        else [f"stage2/{m}/dmifnet" for m in modalities])
+            learned = learned_branches([run.done[b].get("train_loss") for b in branches], train.y.numpy())
+            run.fusion_init[name] = weight_branches_from_validation(net, val, config.batch_size, torch_device,
+                                                                    learned)
 
         def stage_progress(event: dict, step: int = step) -> None:
             if progress is not None:
@@ -397,7 +393,8 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
                      checkpoint=save_epoch if distributed.is_main() else None, resume=resume_state,
                      keep_last=per_net in config.keep_last_epoch or level in config.keep_last_epoch,
                      schedule="cosine" if per_net in config.cosine_lr or level in config.cosine_lr else "plateau")
-        run.done[name] = {"spec": net.spec(), "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
+        run.done[name] = {"spec": net.spec(), "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                          "train_loss": result.kept_loss}
         run.history += result.history
         run.timings[name] = run.timings.get(name, 0.0) + time.perf_counter() - stage_started
         run.save(None)
@@ -411,7 +408,8 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
     nets = {m: _rebuild(run.done[f"stage2/{m}/dmifnet"]) for m in modalities}
     nets[FUSED] = _rebuild(run.done["stage3/fused"]) if len(modalities) > 1 else nets[modalities[0]]
     model = LoadedModel(nets={k: v.to(torch_device).eval() for k, v in nets.items()}, modalities=modalities,
-                        marker=config.marker, settings=settings, cutoff=0.5, device=torch_device)
+                        marker=config.marker, settings=settings, cutoff=0.5, device=torch_device,
+                        patient_slices=config.max_slices)
     problem = content_problem(model_dict(model.nets, modalities, config.marker, settings, 0.5))
     if problem:
         raise TrainingError(f"{out}: no model written: {problem}; lower the learning rate or check the inputs")
@@ -419,7 +417,8 @@ def train_cohort(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pres
         progress({"stage": "evaluate", "step": len(names), "steps": len(names), "fraction": 1.0})
     train_ids_all = fit_ids + val_ids
     set_training_cohort(model, [by_id[i].stack for i in train_ids_all])  # trust: docs/trust.md
-    train_preds = [predict_stack(model, by_id[i].stack) for i in train_ids_all]
+    # the training patients' scores only choose the cut-off and the calibration: no interval, no warning
+    train_preds = [predict_stack(model, by_id[i].stack, interval_and_warning=False) for i in train_ids_all]
     test_preds = [predict_stack(model, by_id[i].stack) for i in test_ids]
     calibrate_run(model, config.calibration, train_preds[len(fit_ids):], [labels[i] for i in val_ids],
                   train_preds + test_preds)

@@ -191,7 +191,7 @@ def _ensemble_model(folders: list[Path], cutoff: float, info: dict, calibration:
     first = models[0]
     nets = {name: NetEnsemble([m.nets[name] for m in models]) for name in (*first.modalities, FUSED)}
     model = LoadedModel(nets=nets, modalities=first.modalities, marker=first.marker, settings=first.settings,
-                        cutoff=cutoff, device=first.device, info=info)
+                        cutoff=cutoff, device=first.device, info=info, patient_slices=first.patient_slices)
     ensemble_trust(model, models, calibration, oof)
     return model
 

@@ -54,10 +54,12 @@ class SliceSet:
 
 @dataclass
 class FitResult:
-    """The per-epoch history rows of a stage and its best validation loss (``inf`` without validation)."""
+    """The per-epoch history rows of a stage, its best validation loss (``inf`` without validation) and the
+    training loss of the epoch whose weights the net ends with (``kept_loss``)."""
 
     history: list[dict] = field(default_factory=list)
     best_val_loss: float = float("inf")
+    kept_loss: float = float("nan")
 
 
 def epoch_seed(seed: int, stage: str, epoch: int) -> int:
@@ -211,8 +213,11 @@ def fit(net: nn.Module, train: SliceSet, val: SliceSet | None, *, lr: float, epo
             progress(dict(row))
         if checkpoint is not None:
             checkpoint(fit_state(net, optimizer, scheduler, scaler, epoch + 1, best_state, result))
+    kept = result.history[-1] if result.history else None
     if best_state is not None and not keep_last:
         net.load_state_dict(best_state)
+        kept = next((row for row in result.history if row["val_loss"] == result.best_val_loss), kept)
+    result.kept_loss = float(kept["loss"]) if kept else float("nan")
     return result
 
 

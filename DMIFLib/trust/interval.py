@@ -46,9 +46,11 @@ def capture_members(net: torch.nn.Module) -> Iterator[list[list[torch.Tensor]]]:
             handle.remove()
 
 
-def member_probabilities(captured: list[list[torch.Tensor]], n_slices: int) -> np.ndarray | None:
-    """(K,) patient probabilities (mean of sigmoid slice logits) of the captured members; None when nothing
-    usable was captured (not an ensemble, or the members ran more than once per slice)."""
+def member_probabilities(captured: list[list[torch.Tensor]], n_slices: int,
+                         slices: np.ndarray | None = None) -> np.ndarray | None:
+    """(K,) patient probabilities (mean of sigmoid slice logits over ``slices``, indices into the ``n_slices``;
+    None: all) of the captured members; None when nothing usable was captured (not an ensemble, or the members
+    ran more than once per slice)."""
     if len(captured) < 2:
         return None
     out = []
@@ -56,7 +58,8 @@ def member_probabilities(captured: list[list[torch.Tensor]], n_slices: int) -> n
         logits = torch.cat(parts) if parts else torch.empty(0)
         if logits.numel() != n_slices:
             return None
-        out.append(float(torch.sigmoid(logits).mean()))
+        p = torch.sigmoid(logits)
+        out.append(float((p if slices is None else p[torch.as_tensor(slices)]).mean()))
     return np.asarray(out)
 
 
