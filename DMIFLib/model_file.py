@@ -150,11 +150,19 @@ def trust_entries(model: LoadedModel) -> dict:
                                           ("training_cohort", model.training_cohort)) if value is not None}
 
 
-def _patient_slices(value: Any) -> int | None:
-    """The file's ``patient_slices`` entry checked: None or a whole number of at least 1."""
+def with_optional_entries(model: LoadedModel, content: dict) -> LoadedModel:
+    """``model`` with the optional top-level entries of its file ``content`` (``calibration``,
+    ``training_cohort``, ``patient_slices``) checked and set; ``ValueError`` for a malformed one."""
+    from DMIFLib.trust.calibrate import check_entry
+    from DMIFLib.trust.ood import check_profile
+
+    model.calibration = check_entry(content.get("calibration"))
+    model.training_cohort = check_profile(content.get("training_cohort"))
+    value = content.get("patient_slices")
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
         raise ValueError(f"patient_slices = {value!r}: a whole number of at least 1 is needed")
-    return value
+    model.patient_slices = value
+    return model
 
 
 def _same_net(a: dict, b: dict) -> bool:
@@ -204,8 +212,6 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
     from DMIFLib.methods.registry import UnknownMethodError, get_method
     from DMIFLib.preprocessing.settings import PreprocessSettings
     from DMIFLib.training.device import resolve_device
-    from DMIFLib.trust.calibrate import check_entry
-    from DMIFLib.trust.ood import check_profile
 
     path = Path(path)
     device = resolve_device(device)
@@ -240,10 +246,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
                                  f"{content.get('package_version')})") from None
         model = (load_members(content, path, device, implementation) if holds_members(content)
                  else implementation.load(content, path, device))
-        model.calibration = check_entry(content.get("calibration"))
-        model.training_cohort = check_profile(content.get("training_cohort"))
-        model.patient_slices = _patient_slices(content.get("patient_slices"))
-        return model
+        return with_optional_entries(model, content)
     except ModelFileError:
         raise
     except KeyError as error:

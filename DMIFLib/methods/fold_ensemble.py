@@ -53,20 +53,15 @@ def fold_ensemble(paths: list[str | os.PathLike], cutoff: float, info: dict):
 
 def load_members(content: dict, path: Path | None, device: torch.device, method: Method):
     """The ensemble held by a model file's ``content`` (checked by ``load_model``): each member rebuilt by
-    ``method.load`` with its own calibration and training-cohort profile."""
-    from DMIFLib.model_file import FUSED, model_from_content
+    ``method.load`` with its own calibration, training-cohort profile and patient slices."""
+    from DMIFLib.model_file import FUSED, model_from_content, with_optional_entries
     from DMIFLib.nets.ensemble import NetEnsemble
-    from DMIFLib.trust.calibrate import check_entry
-    from DMIFLib.trust.ood import check_profile
 
     members = []
     for number, member in enumerate(content["method_state"][MEMBERS], start=1):
         if member.get("method") != content.get("method") or holds_members(member):
             raise ValueError(f"ensemble member {number} is not a single {content.get('method')} model")
-        model = method.load(member, path, device)
-        model.calibration = check_entry(member.get("calibration"))
-        model.training_cohort = check_profile(member.get("training_cohort"))
-        members.append(model)
+        members.append(with_optional_entries(method.load(member, path, device), member))
     if not members:
         raise ValueError("an ensemble without members")
     nets = {name: NetEnsemble([m.nets[name] for m in members]).eval()
