@@ -113,10 +113,13 @@ def stack_input(model: LoadedModel, stack) -> torch.Tensor:
 
 def predict_case(model: LoadedModel, case) -> CasePrediction:
     """One patient (a :class:`~DMIFLib.methods.CaseInput`) with any method's model: the model file's method
-    decides how (DMIF-Net: :func:`predict_stack` on the case's slice stack)."""
+    decides how (DMIF-Net: :func:`predict_stack` on the case's slice stack; a cross-validation ensemble of another
+    method: the mean of its fold models, :mod:`DMIFLib.methods.fold_ensemble`)."""
+    from DMIFLib.methods.fold_ensemble import predict_members
     from DMIFLib.methods.registry import get_method
 
-    return get_method(model.method).predict(model, case)
+    method = get_method(model.method)
+    return predict_members(model, case, method) if model.members else method.predict(model, case)
 
 
 def _scattering_key(net: torch.nn.Module) -> tuple | None:

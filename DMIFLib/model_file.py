@@ -55,7 +55,8 @@ class LoadedModel:
 
     ``settings`` is a ``PreprocessSettings``; ``path`` the file it came from (None when built in memory);
     ``method`` the :mod:`DMIFLib.methods` name; ``state`` that method's own content (plain types and tensors,
-    saved as the file's ``method_state``).
+    saved as the file's ``method_state``); ``members`` the fold models of a cross-validation ensemble of a
+    method other than DMIF-Net (:mod:`DMIFLib.methods.fold_ensemble`), empty otherwise.
     """
 
     nets: dict[str, nn.Module]
@@ -71,6 +72,7 @@ class LoadedModel:
     state: dict = field(default_factory=dict)
     calibration: dict | None = None
     training_cohort: dict | None = None
+    members: list[LoadedModel] = field(default_factory=list)
     patient_slices: int | None = None
 
     def __post_init__(self) -> None:
@@ -148,11 +150,19 @@ def trust_entries(model: LoadedModel) -> dict:
                                           ("training_cohort", model.training_cohort)) if value is not None}
 
 
-def _patient_slices(value: Any) -> int | None:
-    """The file's ``patient_slices`` entry checked: None or a whole number of at least 1."""
+def with_optional_entries(model: LoadedModel, content: dict) -> LoadedModel:
+    """``model`` with the optional top-level entries of its file ``content`` (``calibration``,
+    ``training_cohort``, ``patient_slices``) checked and set; ``ValueError`` for a malformed one."""
+    from DMIFLib.trust.calibrate import check_entry
+    from DMIFLib.trust.ood import check_profile
+
+    model.calibration = check_entry(content.get("calibration"))
+    model.training_cohort = check_profile(content.get("training_cohort"))
+    value = content.get("patient_slices")
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
         raise ValueError(f"patient_slices = {value!r}: a whole number of at least 1 is needed")
-    return value
+    model.patient_slices = value
+    return model
 
 
 def _same_net(a: dict, b: dict) -> bool:
@@ -198,11 +208,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
     not a DMIF model, from a newer format, when its weights do not fit its net specs, hold NaN/inf values, or
     its cut-off is not a number in [0, 1].
     """
+    from DMIFLib.methods.fold_ensemble import holds_members, load_members
     from DMIFLib.methods.registry import UnknownMethodError, get_method
     from DMIFLib.preprocessing.settings import PreprocessSettings
     from DMIFLib.training.device import resolve_device
-    from DMIFLib.trust.calibrate import check_entry
-    from DMIFLib.trust.ood import check_profile
 
     path = Path(path)
     device = resolve_device(device)
@@ -235,11 +244,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
         except UnknownMethodError as error:
             raise ModelFileError(f"{path}: {error} (the file was written by DMIFLib "
                                  f"{content.get('package_version')})") from None
-        model = implementation.load(content, path, device)
-        model.calibration = check_entry(content.get("calibration"))
-        model.training_cohort = check_profile(content.get("training_cohort"))
-        model.patient_slices = _patient_slices(content.get("patient_slices"))
-        return model
+        model = (load_members(content, path, device, implementation) if holds_members(content)
+                 else implementation.load(content, path, device))
+        return with_optional_entries(model, content)
     except ModelFileError:
         raise
     except KeyError as error:

@@ -12,7 +12,7 @@ JSON object (NaN written as null):
   next batch; a training run keeps its last epoch's checkpoint and continues with ``--resume``.
 
 Usage: ``train COHORT OUT [--method dmif|radiomics|transfer] [--preset quick|paper] [--device D] [--resume]
-[--seed S] [--marker M] [--overrides JSON] [--cv K [--repeats R]]`` (``--cv``, dmif only: cross-validation run,
+[--seed S] [--marker M] [--overrides JSON] [--cv K [--repeats R]]`` (``--cv``: cross-validation run of the method,
 progress events carry ``repeat``/``repeats``/``fold``/``folds``) and ``predict COHORT MODEL OUT [--device D]``.
 """
 
@@ -76,16 +76,12 @@ def _run(args: argparse.Namespace, cancel: threading.Event) -> dict:
         emit("progress", **event)
 
     if args.command == "train" and args.cv is not None:
-        if args.method != "dmif":
-            from DMIFLib.training.errors import TrainingError
-
-            raise TrainingError(f"--cv is available for --method dmif only, not {args.method}")
         from DMIFLib.commands.train import overrides_from_args
         from DMIFLib.training.cross_validation import cross_validate
 
         cv = cross_validate(args.cohort, args.out, k=args.cv, repeats=args.repeats, preset=args.preset,
                             device=args.device, resume=args.resume, progress=progress, cancel=cancel,
-                            overrides=overrides_from_args(args))
+                            overrides=overrides_from_args(args), method=args.method)
         return {"message": f"cross-validation finished: {cv.model_path}", "out_dir": str(cv.out_dir),
                 "model": str(cv.model_path), "metrics": str(cv.metrics_path), "oof_predictions": str(cv.oof_path),
                 "folds": str(cv.folds_path), "cv_metrics": cv.metrics, "seconds": cv.seconds}

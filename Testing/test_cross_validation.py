@@ -100,8 +100,10 @@ def test_cv_model_file_is_an_ensemble_that_predicts(cv_run, tmp_path):
     assert main(["predict", "--cohort", str(cohort), "--model", str(result.model_path), "--out", str(tmp_path)]) == 0
     rows = read_tsv(tmp_path / "predictions.tsv")
     assert len(rows) == 8 and all(0.0 <= float(r["p_fused"]) <= 1.0 for r in rows)
-    # the ensemble's p_fused is the mean over slices of sigmoid(mean of the members' logits)
+    # the ensemble's p_fused is the mean over the central slices the folds trained on (max_slices) of
+    # sigmoid(mean of the members' logits)
     from DMIFLib.inference import predict_stack
+    from DMIFLib.preprocessing.slices import central_slices
     from DMIFLib.training.data import load_cohort_slices
 
     stack = load_cohort_slices(cohort, model.settings, cache_dir=result.out_dir / "slices")[0].stack
@@ -111,7 +113,9 @@ def test_cv_model_file_is_an_ensemble_that_predicts(cv_run, tmp_path):
     with torch.no_grad():
         logits = torch.stack([m.nets["fused"].eval()(x) for m in members]).mean(0)
     pred = predict_stack(model, stack)
-    assert pred.p_fused_raw == pytest.approx(float(torch.sigmoid(logits).mean()), abs=1e-5)
+    central = central_slices(stack.n_slices, model.patient_slices)
+    assert model.patient_slices == members[0].patient_slices == members[0].info["config"]["max_slices"]
+    assert pred.p_fused_raw == pytest.approx(float(torch.sigmoid(logits)[central].mean()), abs=1e-5)
     # calibration fitted on the out-of-fold raw p_fused; the interval from the fold models (docs/trust.md)
     assert content["calibration"]["fitted_on"] == "out-of-fold predictions" and content["calibration"]["n_val"] == 8
     assert pred.p_fused_low < pred.p_fused < pred.p_fused_high

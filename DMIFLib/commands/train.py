@@ -114,9 +114,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"dmif train: error: {error}", file=sys.stderr)
         return 2
     if args.cv is not None:
-        if args.method != "dmif":
-            print(f"dmif train: error: --cv is available for --method dmif only, not {args.method}", file=sys.stderr)
-            return 2
         return _run_cv(args)
     if args.repeats != 1:
         print("dmif train: error: --repeats needs --cv K", file=sys.stderr)
@@ -156,7 +153,7 @@ def _run_cv(args: argparse.Namespace) -> int:
                         resume_hint="--resume"):
             result = cross_validate(args.cohort, args.out, k=args.cv, repeats=args.repeats, preset=args.preset,
                                     device=args.device, resume=args.resume, progress=print_progress,
-                                    overrides=overrides_from_args(args))
+                                    overrides=overrides_from_args(args), method=args.method)
     except (OutputFolderError, *user_errors()) as error:
         print(f"dmif train: error: {error}", file=sys.stderr)
         return 2

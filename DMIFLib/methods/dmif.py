@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +24,13 @@ class DMIFMethod(Method):
 
     def train(self, cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, preset: str = "quick",
               device: str = "auto", resume: bool = False, progress: Callable[[dict], None] | None = None,
-              cancel: threading.Event | None = None, overrides: dict[str, Any] | None = None):
+              cancel: threading.Event | None = None, overrides: dict[str, Any] | None = None, *,
+              test_ids: Collection[str] | None = None, cache_dir: str | os.PathLike | None = None):
         from DMIFLib.training.algorithm import train_cohort
 
         return train_cohort(cohort_csv, out_dir, preset=preset, device=device, resume=resume, progress=progress,
-                            cancel=cancel, overrides=overrides)
+                            cancel=cancel, overrides=overrides, test_ids=test_ids,
+                            slice_cache=Path(cache_dir) / "slices" if cache_dir is not None else None)
 
     def load(self, content: dict, path: Path | None, device: torch.device):
         from DMIFLib.model_file import dmif_nets, model_from_content

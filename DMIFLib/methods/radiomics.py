@@ -25,7 +25,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +136,8 @@ class RadiomicsFusionMethod(Method):
 
     def train(self, cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, preset: str = "quick",
               device: str = "auto", resume: bool = False, progress: Callable[[dict], None] | None = None,
-              cancel: threading.Event | None = None, overrides: dict[str, Any] | None = None):
+              cancel: threading.Event | None = None, overrides: dict[str, Any] | None = None, *,
+              test_ids: Collection[str] | None = None, cache_dir: str | os.PathLike | None = None):
         from DMIFLib.cohort import read_cohort
         from DMIFLib.failures import FAILURES_NAME, write_failures
         from DMIFLib.inference import CasePrediction, prediction_tables
@@ -177,11 +178,13 @@ class RadiomicsFusionMethod(Method):
                 progress({**event, "fraction": DEEP_FRACTION * event["fraction"]} if "fraction" in event else event)
 
         deep_dir = out / "deep"
+        slice_cache = Path(cache_dir) / "slices" if cache_dir is not None else deep_dir / "slices"
         if resume and (deep_dir / MODEL_NAME).is_file():  # the deep branch finished before the interruption
             deep_model_path = deep_dir / MODEL_NAME
         else:
             deep_model_path = train_cohort(cohort_csv, deep_dir, preset=preset, device=device, resume=resume,
-                                           progress=deep_progress, cancel=cancel, overrides=overrides).model_path
+                                           progress=deep_progress, cancel=cancel, overrides=overrides,
+                                           test_ids=test_ids, slice_cache=slice_cache).model_path
         from DMIFLib.model_file import load_model
 
         deep_model = load_model(deep_model_path, device)
@@ -197,7 +200,8 @@ class RadiomicsFusionMethod(Method):
                 progress({**event, "fraction": DEEP_FRACTION + share * (event["case"] - 1) / event["cases"]})
 
         features, regions, failures = cohort_features(cases, params, modalities, deep_model.settings,
-                                                      out / "radiomics", radiomics_progress, cancel)
+                                                      Path(cache_dir or out) / "radiomics", radiomics_progress,
+                                                      cancel)
         write_failures(out / FAILURES_NAME, failures)
         usable = [c.patient_id for c in cases if c.patient_id in features]
         sides = {pid: split[pid][1] for pid in usable}
@@ -217,7 +221,7 @@ class RadiomicsFusionMethod(Method):
         if progress is not None:
             progress({"stage": "radiomics/head", "fraction": DEEP_FRACTION + (1 - DEEP_FRACTION) * 0.9})
         stacks = {p.patient_id: p.stack for p in load_cohort_slices(
-            [c for c in cases if c.patient_id in features], deep_model.settings, cache_dir=deep_dir / "slices",
+            [c for c in cases if c.patient_id in features], deep_model.settings, cache_dir=slice_cache,
             modalities=modalities)}
         slice_features = {pid: slice_deep_features(deep_model, stacks[pid]) for pid in usable}
         deep_train = np.stack([slice_features[p].mean(axis=0) for p in train_ids])
@@ -276,7 +280,7 @@ class RadiomicsFusionMethod(Method):
         atomic_write_text(out / HISTORY_NAME, _tsv(deep_history + head_history, HISTORY_COLUMNS))
         seconds = time.perf_counter() - started
         run_info = {"method": self.name, "seed_document": self.seed, "cohort": str(Path(cohort_csv).resolve()),
-                    "preset": preset, "overrides": overrides, "radiomics": settings.to_dict(),
+                    "preset": preset, "overrides": overrides, "config": config, "radiomics": settings.to_dict(),
                     "radiomics_params": params.to_dict(), "radiomics_region": state["region"],
                     "modalities": list(modalities), "device": str(deep_model.device),
                     "patients": {"train": len(fit_ids), "val": len(val_ids), "test": len(test_ids),
@@ -287,6 +291,17 @@ class RadiomicsFusionMethod(Method):
         return TrainResult(out_dir=out, model_path=model_path, history_path=out / HISTORY_NAME,
                            metrics_path=out / METRICS_NAME, predictions_path=out / "predictions.tsv",
                            split_path=out / SPLIT_NAME, run_path=out / RUN_NAME, metrics=rows, seconds=seconds)
+
+    def train_config(self, preset: str, overrides: dict[str, Any] | None):
+        from DMIFLib.training.presets import make_config
+
+        return make_config(preset, {k: v for k, v in (overrides or {}).items() if k != "radiomics"})
+
+    def resumable(self, out_dir: Path) -> bool:
+        from DMIFLib.training.algorithm import MODEL_NAME
+        from DMIFLib.training.checkpoint import CHECKPOINT_NAME
+
+        return any((out_dir / "deep" / name).is_file() for name in (CHECKPOINT_NAME, MODEL_NAME))
 
     def load(self, content: dict, path: Path | None, device: torch.device):
         from DMIFLib.model_file import dmif_nets, model_from_content

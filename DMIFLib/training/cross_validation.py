@@ -2,10 +2,11 @@
 
 Repeat r (0 .. R-1) splits the patients into K folds, stratified by label, with seed ``seed + r`` (patients of
 one ``subject`` stay in one fold when the cohort names subjects). Fold k's test patients are predicted by a
-model trained with the full method (Algorithm 1, :func:`~DMIFLib.training.algorithm.train_cohort`) on the
-other K-1 folds, whose validation patients are carved from those training patients; so every patient gets
-exactly one out-of-fold (OOF) prediction per repeat. A fold's cut-offs are Youden's J on its own training
-patients; the run's cut-off is the mean of the folds' cut-offs.
+model trained with the full method (any :mod:`DMIFLib.methods` method through ``Method.train``; for DMIF-Net
+Algorithm 1, :func:`~DMIFLib.training.algorithm.train_cohort`) on the other K-1 folds, whose validation patients
+are carved from those training patients; so every patient gets exactly one out-of-fold (OOF) prediction per
+repeat. A fold's cut-offs are Youden's J on its own training patients; the run's cut-off is the mean of the
+folds' cut-offs.
 
 Pooled estimate: a patient's OOF score is the mean of its R repeats' OOF probabilities; the patient-level AUC
 of those scores over all patients has a DeLong CI (:func:`DMIFLib.evaluation.tables.metric_rows`, as
@@ -17,13 +18,15 @@ Model file: the **ensemble of the K·R fold models** (:class:`DMIFLib.nets.ensem
 members' logits per slice, per modality and fused), with the mean fold cut-off, a calibration of p_fused fitted
 on the out-of-fold raw p_fused and the fold models as the members of its interval (:mod:`DMIFLib.trust`). No
 refit: the ensemble is what the OOF figures estimate best (each member was checked on its held-out fold) and
-costs no extra training.
+costs no extra training. Another method's model file is the ensemble of its K·R fold models through the method's
+own prediction, averaged (:mod:`DMIFLib.methods.fold_ensemble`), with the mean fold cut-off.
 
-Run folder ``DIR``: ``cv.json`` (plan: K, R, seeds, folds, configuration), ``folds/rRfK/`` (each fold's own
-training run folder, with its checkpoint while unfinished), ``slices/`` (slice stacks shared by the folds),
-``oof_predictions.tsv``, ``metrics.tsv`` (pooled OOF, patient level), ``cv_folds.tsv`` (per-fold test
-metrics), ``cv_repeats.tsv`` (per-repeat pooled AUC), ``model.pt``, ``run.json``. A killed run resumes at
-its unfinished fold (``resume=True``); finished folds are not trained again.
+Run folder ``DIR``: ``cv.json`` (plan: method, K, R, seeds, folds, configuration), ``folds/rRfK/`` (each fold's
+own training run folder of the method, with its checkpoint while unfinished), ``slices/`` (slice stacks shared by
+the folds), ``radiomics/`` (method radiomics: the features, shared by the folds), ``oof_predictions.tsv``,
+``metrics.tsv`` (pooled OOF, patient level), ``cv_folds.tsv`` (per-fold test metrics), ``cv_repeats.tsv``
+(per-repeat pooled AUC), ``model.pt``, ``run.json``. A killed run resumes at its unfinished fold
+(``resume=True``); finished folds are not trained again; a run of another method is not resumed.
 """
 
 from __future__ import annotations
@@ -108,6 +111,11 @@ def _fold_done(folder: Path) -> bool:
     return (folder / RUN_NAME).is_file() and not (folder / CHECKPOINT_NAME).is_file()
 
 
+def _fold_timings(run: dict) -> dict[str, float]:
+    """A finished fold's training seconds by stage (DMIF-Net), by net (transfer) or in total (other methods)."""
+    return run.get("stage_seconds") or run.get("net_seconds") or {"total": run["last_session_seconds"]}
+
+
 def _read_fold(folder: Path) -> tuple[dict[str, dict[str, float]], dict]:
     """A finished fold's test predictions (patient id -> {modality or "fused": p}) and its run.json."""
     from DMIFLib.evaluation.tables import read_tsv
@@ -126,6 +134,10 @@ def _prepare(out: Path, resume: bool, plan: dict) -> dict:
         if not path.is_file():
             raise TrainingError(f"{out}: no {CV_PLAN} to resume a cross-validation run from; start without --resume")
         saved = json.loads(path.read_text(encoding="utf-8"))
+        found = saved.get("method", "dmif")  # plans written before other methods could cross-validate
+        if found != plan["method"]:
+            raise TrainingError(f"{out}: a cross-validation run of method {found}, not {plan['method']}; resume it "
+                                f"with --method {found}")
         if saved["cohort_sha256"] != plan["cohort_sha256"]:
             raise TrainingError(f"{out}: the cohort table changed since the cross-validation run started; resume "
                                 "needs the same cohort")
@@ -187,26 +199,32 @@ def _ensemble_model(folders: list[Path], cutoff: float, info: dict, calibration:
 def cross_validate(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, k: int = 5, repeats: int = 1,
                    preset: str = "quick", device: str = "auto", resume: bool = False,
                    progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
-                   overrides: dict[str, Any] | None = None) -> CrossValidationResult:
-    """Repeated stratified ``k``-fold cross-validation of Algorithm 1 on a labelled cohort (module docstring).
+                   overrides: dict[str, Any] | None = None, method: str = "dmif") -> CrossValidationResult:
+    """Repeated stratified ``k``-fold cross-validation of ``method`` (a :mod:`DMIFLib.methods` name; default
+    DMIF-Net, Algorithm 1) on a labelled cohort (module docstring).
 
-    ``preset``/``overrides``/``device`` as :func:`~DMIFLib.training.train_cohort` (the fold of repeat r trains
-    with seed ``seed + r``). ``progress`` gets each fold's training events plus ``repeat``/``repeats``,
+    ``preset``/``overrides``/``device`` as the method's ``train`` (the fold of repeat r trains with seed
+    ``seed + r``). ``progress`` gets each fold's training events plus ``repeat``/``repeats``,
     ``fold``/``folds`` (1-based) and ``fraction`` (0..1 of the whole run); ``cancel`` stops at the next batch
     (``RunCancelledError``); ``resume`` continues a killed or cancelled run at its unfinished fold. Raises
     ``CohortError`` / ``PreprocessingError`` / ``TrainingError`` naming the file or case.
     """
     from DMIFLib.evaluation.tables import write_tsv
+    from DMIFLib.methods.fold_ensemble import fold_ensemble
+    from DMIFLib.methods.registry import UnknownMethodError, get_method
     from DMIFLib.model_file import save_model
     from DMIFLib.stats import auc_ci
-    from DMIFLib.training.algorithm import _sha256, train_cohort
-    from DMIFLib.training.presets import make_config
+    from DMIFLib.training.algorithm import _sha256
 
     started = time.perf_counter()
     cohort_csv, out = Path(cohort_csv), Path(out_dir)
     if repeats < 1:
         raise TrainingError(f"--repeats must be at least 1, got {repeats}")
-    config = make_config(preset, overrides)
+    try:
+        implementation = get_method(method)
+    except UnknownMethodError as error:
+        raise TrainingError(str(error)) from None
+    config = implementation.train_config(preset, overrides)
     cases = read_cohort(cohort_csv, require_labels=True, require_modalities=config.modalities or ())
     labels = {c.patient_id: int(c.label) for c in cases}
     subjects = {c.patient_id: getattr(c, "subject", None) for c in cases}
@@ -215,7 +233,7 @@ def cross_validate(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, k:
         folds = [cv_folds(labels, k, config.seed + r, subjects) for r in range(repeats)]
     except ValueError as error:
         raise TrainingError(f"{cohort_csv}: {error}") from None
-    plan = {"k": k, "repeats": repeats, "preset": preset, "overrides": dict(overrides or {}),
+    plan = {"method": method, "k": k, "repeats": repeats, "preset": preset, "overrides": dict(overrides or {}),
             "seed": config.seed, "cohort": str(cohort_csv.resolve()), "cohort_sha256": _sha256(cohort_csv),
             "folds": folds}
     plan = _prepare(out, resume, plan)
@@ -234,21 +252,21 @@ def cross_validate(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, k:
                     progress({**event, "repeat": r + 1, "repeats": repeats, "fold": f + 1, "folds": k,
                               "fraction": (index + within) / len(runs)})
 
-            train_cohort(cohort_csv, folder, preset=plan["preset"], device=device,
-                         resume=(folder / "checkpoint.pt").is_file(), progress=fold_progress, cancel=cancel,
-                         overrides={**base, "seed": plan["seed"] + r}, test_ids=folds[r][f],
-                         slice_cache=out / "slices")
+            implementation.train(cohort_csv, folder, preset=plan["preset"], device=device,
+                                 resume=implementation.resumable(folder), progress=fold_progress, cancel=cancel,
+                                 overrides={**base, "seed": plan["seed"] + r}, test_ids=folds[r][f], cache_dir=out)
         preds, run = _read_fold(folder)
         modalities = tuple(run["modalities"])
         fold_runs.append(run)
         if sorted(preds) != sorted(folds[r][f]):
-            raise TrainingError(f"{folder}: its test patients differ from fold {f + 1} of repeat {r + 1}")
+            raise TrainingError(f"{folder}: its test patients differ from fold {f + 1} of repeat {r + 1} (a patient "
+                                "the method left out is named in its failures.tsv)")
         for pid in sorted(preds):
             oof.append({"patient_id": pid, "label": labels[pid], "repeat": r + 1, "fold": f + 1,
                         **{f"p_{name}": p for name, p in preds[pid].items()}})
         fold_rows.append({"repeat": r + 1, "fold": f + 1, **run["patients"],
                           **{f"auc_{key.replace('/', '_')}": value for key, value in run["test_auc"].items()},
-                          "cutoff": run["cutoffs"]["patient/fused"], "seconds": sum(run["stage_seconds"].values())})
+                          "cutoff": run["cutoffs"]["patient/fused"], "seconds": sum(_fold_timings(run).values())})
     if progress is not None:
         progress({"stage": "evaluate", "fraction": 1.0, "repeats": repeats, "folds": k})
     cutoffs = {key: float(np.mean([fr["cutoffs"][key] for fr in fold_runs])) for key in fold_runs[0]["cutoffs"]}
@@ -273,18 +291,23 @@ def cross_validate(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, k:
     repeats_path = write_tsv(out / REPEATS_NAME, repeat_rows, ("repeat", "model", "n", "auc", "auc_ci_low",
                                                                "auc_ci_high"))
     pooled = {row["model"]: row["auc"] for row in rows}
-    info = {"cross_validation": {"k": k, "repeats": repeats, "members": [f.name for f in folders],
-                                 "oof_auc": pooled, "model": "ensemble of the fold models (mean logit)"},
+    how = "mean logit" if method == "dmif" else "mean of their predictions"
+    info = {"cross_validation": {"method": method, "k": k, "repeats": repeats, "members": [f.name for f in folders],
+                                 "oof_auc": pooled, "model": f"ensemble of the fold models ({how})"},
             "preset": plan["preset"], "seed": plan["seed"], "cohort_sha256": plan["cohort_sha256"],
             "cutoffs": cutoffs, "config": fold_runs[0]["config"],
             "trained_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    model_path = save_model(out / "model.pt", _ensemble_model(folders, cutoff, info,
-                                                              fold_runs[0]["config"].get("calibration", "none"), oof))
+    if method == "dmif":
+        model = _ensemble_model(folders, cutoff, info, fold_runs[0]["config"].get("calibration", "none"), oof)
+    else:
+        model = fold_ensemble([folder / "model.pt" for folder in folders], cutoff, info)
+    model_path = save_model(out / "model.pt", model)
     seconds = time.perf_counter() - started
-    run_info = {"cohort": plan["cohort"], "cohort_sha256": plan["cohort_sha256"], "preset": plan["preset"],
+    run_info = {"method": method, "cohort": plan["cohort"], "cohort_sha256": plan["cohort_sha256"],
+                "preset": plan["preset"],
                 "overrides": plan["overrides"], "config": fold_runs[0]["config"], "seed": plan["seed"],
                 "modalities": list(modalities), "cross_validation": info["cross_validation"], "cutoffs": cutoffs,
-                "fold_seconds": {f.name: fr["stage_seconds"] for f, fr in zip(folders, fold_runs, strict=True)},
+                "fold_seconds": {f.name: _fold_timings(fr) for f, fr in zip(folders, fold_runs, strict=True)},
                 "last_session_seconds": seconds}
     run_path = out / "run.json"
     atomic_write_text(run_path, json.dumps(run_info, indent=2, default=float) + "\n")

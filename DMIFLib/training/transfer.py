@@ -25,7 +25,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -245,10 +245,13 @@ def saved_nets(model: LoadedModel) -> dict[str, nn.Module]:
 
 def train_transfer(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, preset: str = "quick",
                    device: str = "auto", resume: bool = False, progress: Callable[[dict], None] | None = None,
-                   cancel: threading.Event | None = None, overrides: dict[str, Any] | None = None) -> TrainResult:
+                   cancel: threading.Event | None = None, overrides: dict[str, Any] | None = None, *,
+                   test_ids: Collection[str] | None = None, slice_cache: str | os.PathLike | None = None
+                   ) -> TrainResult:
     """Fine-tune the transfer-learning CNNs on a labelled cohort and evaluate them on held-out test patients.
 
-    Same arguments, run folder and errors as :func:`DMIFLib.training.algorithm.train_cohort`; ``overrides`` takes
+    Same arguments (``test_ids``, ``slice_cache`` too), run folder and errors as
+    :func:`DMIFLib.training.algorithm.train_cohort`; ``overrides`` takes
     :class:`TransferSettings` keys beside the ``TrainConfig`` ones. ``progress`` gets ``stage`` (e.g.
     ``"transfer/t1c"``), ``epoch``/``epochs``, ``batch``/``batches``, ``loss``, and ``fraction`` (0..1 of the run).
     """
@@ -289,13 +292,16 @@ def train_transfer(cohort_csv: str | os.PathLike, out_dir: str | os.PathLike, pr
             find_imagenet_weights(settings.arch, settings.weights)
         except WeightsNotFoundError as error:
             raise TrainingError(str(error)) from None
-    data = load_cohort_slices(cases, preprocess, progress, cancel, cache_dir=out / "slices", modalities=modalities)
+    data = load_cohort_slices(cases, preprocess, progress, cancel, cache_dir=slice_cache or out / "slices",
+                              modalities=modalities)
     by_id = {p.patient_id: p for p in data}
     labels = {p.patient_id: p.label for p in data}
     groups = {p.patient_id: p.subject or p.patient_id for p in data}
     try:
-        train_ids, test_ids = patient_split(labels, config.test_fraction, config.seed,
-                                            {p.patient_id: p.split for p in data}, groups)
+        held = set(test_ids) if test_ids is not None else None
+        fixed = ({pid: "test" if pid in held else "train" for pid in labels} if held is not None
+                 else {p.patient_id: p.split for p in data})
+        train_ids, test_ids = patient_split(labels, config.test_fraction, config.seed, fixed, groups)
     except ValueError as error:
         raise TrainingError(f"{cohort_csv}: {error}") from None
     fit_ids, val_ids = validation_split({pid: labels[pid] for pid in train_ids}, config.val_fraction, config.seed,
